@@ -1,0 +1,150 @@
+"""The speech stage: decoded audio in, transcript artifact out.
+
+    audio -> diarize (speaker regions, overlaps kept) -> one clip per speaker region
+          (its own channel on stereo) -> batched Whisper with word timings
+          -> roles (agent / customer) -> Transcript
+
+One ``SpeechStage`` holds its models for its whole life (one per Ray actor).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..audio import SAMPLE_RATE, Audio
+from ..models import ModelConfig, resolve
+from ..transcript import Transcript, Turn
+from .asr import AsrConfig, Clip, Transcriber, split_long
+from .roles import assign_roles
+
+MERGE_GAP_S = 0.8     # same-speaker segments closer than this, uninterrupted, form one turn
+PAD_S = 0.15          # context around each region for the recogniser
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechConfig:
+    models: ModelConfig = field(default_factory=ModelConfig)
+    diarization: str = "auto"          # auto | channels | embedded | pyannote
+    device: str = "auto"
+    compute_type: str = "auto"
+    batch_size: int = 8
+    beam_size: int = 5
+    language: str | None = "en"
+    initial_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    speaker: str
+    start: float
+    end: float
+
+
+def merge_regions(segments, merge_gap: float = MERGE_GAP_S) -> list[Region]:
+    """Join one speaker's segments into turns unless another speaker talks in between."""
+    segs = sorted(segments, key=lambda s: (s.start, s.end))
+    by_speaker: dict[str, list[Region]] = {}
+    for s in segs:
+        regions = by_speaker.setdefault(s.speaker, [])
+        if regions:
+            last = regions[-1]
+            gap = s.start - last.end
+            other_between = any(o.speaker != s.speaker and last.end <= o.start < s.start
+                                for o in segs)
+            if gap <= merge_gap and not other_between:
+                regions[-1] = Region(s.speaker, last.start, max(last.end, s.end))
+                continue
+        regions.append(Region(s.speaker, s.start, s.end))
+    return sorted((r for rs in by_speaker.values() for r in rs), key=lambda r: (r.start, r.end))
+
+
+class SpeechStage:
+    def __init__(self, config: SpeechConfig | None = None):
+        from .diarize import make_diarizer
+
+        self.config = config or SpeechConfig()
+        mc = self.config.models
+        asr_dir = resolve(mc.location(mc.asr), cache_dir=mc.cache_dir)
+        self.transcriber = Transcriber(AsrConfig(
+            model_dir=str(asr_dir), device=self.config.device,
+            compute_type=self.config.compute_type, batch_size=self.config.batch_size,
+            beam_size=self.config.beam_size, language=self.config.language,
+            initial_prompt=self.config.initial_prompt))
+        self._make_diarizer = make_diarizer
+        self._diarizers: dict[str, object] = {}
+
+    def diarizer(self, backend: str):
+        if backend not in self._diarizers:
+            mc = self.config.models
+            kwargs = {"device": self.transcriber.device}
+            if backend == "pyannote":
+                if not mc.diarization:
+                    raise ValueError("diarization backend 'pyannote' needs models.diarization")
+                kwargs["model_dir"] = str(resolve(mc.location(mc.diarization), cache_dir=mc.cache_dir))
+            self._diarizers[backend] = self._make_diarizer(backend, **kwargs)
+        return self._diarizers[backend]
+
+    def backend_for(self, audio: Audio) -> str:
+        from .diarize import choose_backend
+
+        configured = self.config.diarization
+        if configured == "auto" and audio.channels == 1 and self.config.models.diarization:
+            return "pyannote"
+        return choose_backend(audio, configured)
+
+    def __call__(self, audio: Audio, call_id: str, metadata: Mapping | None = None
+                 ) -> tuple[Transcript, dict]:
+        metadata = dict(metadata or {})
+        timings: dict[str, float] = {}
+        backend = self.backend_for(audio)
+        diarizer = self.diarizer(backend)
+
+        t0 = time.perf_counter()
+        segments = diarizer(audio)
+        timings["diarize_s"] = time.perf_counter() - t0
+        regions = merge_regions(segments)
+
+        clips: list[Clip] = []
+        owners: list[int] = []
+        n = audio.samples.shape[1]
+        for i, r in enumerate(regions):
+            if backend == "channels" and r.speaker.startswith("CH"):
+                signal = audio.samples[int(r.speaker[2:])]
+            else:
+                signal = audio.mono()
+            a = max(0, int((r.start - PAD_S) * SAMPLE_RATE))
+            b = min(n, int((r.end + PAD_S) * SAMPLE_RATE))
+            for clip in split_long(signal[a:b], a / SAMPLE_RATE):
+                clips.append(clip)
+                owners.append(i)
+
+        t0 = time.perf_counter()
+        words_per_clip, language = self.transcriber.transcribe(clips)
+        timings["asr_s"] = time.perf_counter() - t0
+
+        words_per_region: list[list] = [[] for _ in regions]
+        for owner, words in zip(owners, words_per_clip):
+            words_per_region[owner].extend(words)
+        raw_turns = []
+        for r, words in zip(regions, words_per_region):
+            if not words:
+                continue   # speech activity Whisper heard no words in (noise, breath)
+            raw_turns.append(Turn(r.speaker, round(r.start, 3), round(r.end, 3),
+                                  " ".join(w.w for w in words), tuple(words)))
+
+        assignment = assign_roles(raw_turns, metadata)
+        turns = tuple(Turn(assignment.roles.get(t.speaker, "customer"), t.start, t.end, t.text,
+                           t.words) for t in raw_turns)
+        transcript = Transcript(
+            call_id=call_id,
+            duration_s=audio.duration_s,
+            turns=tuple(sorted(turns, key=lambda t: (t.start, t.end))),
+            models={"asr": self.transcriber.version, "diarization": diarizer.version},
+            language=language,
+            audio=audio.describe(),
+            metadata=metadata,
+            roles={**assignment.describe(), "diarization_backend": backend},
+        )
+        return transcript, timings

@@ -1,0 +1,216 @@
+"""Local folders and s3:// behind one seam.
+
+Every byte the job reads or writes goes through a ``Store``:
+  * ``list(prefix, suffixes)`` walks keys (paginated on S3, sorted, relative to the root);
+  * ``read(key)`` / ``write(key, data)``; writes are atomic: a reader sees the old object
+    or the new one, never a partial file (local: temp file + rename; S3: a PUT is atomic);
+  * ``url(key)`` names an object for humans and for Parquet readers.
+
+Keys are always relative, '/'-separated, and validated so no key can escape the root.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+from urllib.parse import urlparse
+
+
+class StorageError(RuntimeError):
+    """Storage is unreachable or misconfigured (credentials, bucket, permissions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str          # relative to the store root, '/'-separated
+    size: int
+    etag: str         # content tag (S3 ETag, or size+mtime locally)
+
+
+class Store(Protocol):
+    root: str
+
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] | None = None) -> Iterator[ObjectInfo]: ...
+    def read(self, key: str) -> bytes: ...
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def url(self, key: str) -> str: ...
+
+
+def safe_key(key: str) -> str:
+    """Normalise a relative key; reject anything that could escape the store root."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("empty storage key")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise ValueError(f"control character in storage key {key!r}")
+    if key.startswith("/") or "\\" in key:
+        raise ValueError(f"storage key must be relative: {key!r}")
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"storage key has an empty, '.' or '..' part: {key!r}")
+    return key
+
+
+def join(*parts: str) -> str:
+    return posixpath.join(*[p.strip("/") for p in parts if p])
+
+
+class LocalStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = str(Path(root).expanduser().resolve())
+        self._root = Path(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self._root / safe_key(key)).resolve()
+        if self._root != path and self._root not in path.parents:
+            raise ValueError(f"storage key escapes the root: {key!r}")
+        return path
+
+    def list(self, prefix: str = "", suffixes=None) -> Iterator[ObjectInfo]:
+        base = self._root / prefix if prefix else self._root
+        if not base.exists():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in sorted(filenames):
+                if name.startswith(".") or name.endswith(".tmp"):
+                    continue
+                if suffixes and not name.lower().endswith(suffixes):
+                    continue
+                full = Path(dirpath) / name
+                st = full.stat()
+                key = full.relative_to(self._root).as_posix()
+                yield ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def url(self, key: str) -> str:
+        return str(self._path(key))
+
+
+class S3Store:
+    """An S3 prefix.  Endpoint, region and credentials come from the standard AWS
+    environment and config files (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, ...)."""
+
+    def __init__(self, uri: str, *, client=None, sse: dict | None = None):
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"not an s3:// URI: {uri!r}")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.sse = dict(sse or {})
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "s3", config=Config(retries={"max_attempts": 10, "mode": "adaptive"},
+                                    connect_timeout=10, read_timeout=60))
+        return self._client
+
+    def __getstate__(self):  # boto3 clients do not pickle; each Ray worker makes its own
+        state = self.__dict__.copy()
+        state["_client"] = None
+        return state
+
+    def _key(self, key: str) -> str:
+        return join(self.prefix, safe_key(key)) if self.prefix else safe_key(key)
+
+    def list(self, prefix: str = "", suffixes=None) -> Iterator[ObjectInfo]:
+        full = join(self.prefix, prefix) if prefix else self.prefix
+        if full:
+            full += "/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for obj in page.get("Contents", ()):
+                    key = obj["Key"][len(self.prefix) + 1:] if self.prefix else obj["Key"]
+                    name = key.rsplit("/", 1)[-1]
+                    if not key or name.startswith(".") or key.endswith("/"):
+                        continue
+                    if suffixes and not name.lower().endswith(suffixes):
+                        continue
+                    yield ObjectInfo(key, int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))
+        except Exception as exc:
+            raise _storage_error(exc, self.root) from exc
+
+    def read(self, key: str) -> bytes:
+        resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        return resp["Body"].read()
+
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        extra = dict(self.sse)
+        if content_type:
+            extra["ContentType"] = content_type
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def _storage_error(exc: Exception, root: str) -> Exception:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
+    if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return StorageError(f"{root}: {code}: {exc}")
+    return exc
+
+
+def open_store(uri: str, **kwargs) -> Store:
+    """A Store for a local folder or an s3:// URI."""
+    if uri.startswith("s3://"):
+        return S3Store(uri, **kwargs)
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"unsupported storage URI {uri!r} (local path or s3://)")
+    return LocalStore(uri[len("file://"):] if uri.startswith("file://") else uri)
