@@ -1,0 +1,105 @@
+"""The ``callcoach`` command.
+
+    callcoach score --input URI --output URI [options]   transcribe + score every call
+
+Exit codes: 0 every call scored; 3 the run finished but some calls failed (see
+OUTPUT/tables/failures/); 1 fatal error (nothing or not everything could run); 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callcoach", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("score", help="transcribe, diarize and score every call under --input")
+    s.add_argument("--input", required=True, help="folder or s3:// prefix with recorded calls")
+    s.add_argument("--output", required=True, help="folder or s3:// prefix for results")
+    s.add_argument("--ruleset", default=None, help="rule-set YAML (default: the built-in rules)")
+    s.add_argument("--models", default=None,
+                   help="model root, folder or s3:// (default: $CALLCOACH_MODELS or ./models)")
+    s.add_argument("--asr-model", default="whisper-base", help="ASR model dir under --models")
+    s.add_argument("--diarization-model", default=None,
+                   help="pyannote pipeline dir under --models (enables the pyannote backend)")
+    s.add_argument("--diarization", default="auto",
+                   choices=["auto", "channels", "embedded", "pyannote"])
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--compute-type", default="auto")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--language", default="en", help="language code, or 'auto' to detect")
+    s.add_argument("--speech-actors", type=int, default=1)
+    s.add_argument("--gpus-per-actor", type=float, default=0.0)
+    s.add_argument("--limit", type=int, default=None, help="score at most N calls")
+    s.add_argument("--max-duration", type=float, default=4 * 3600.0,
+                   help="calls longer than this many seconds fail instead of being scored")
+    s.add_argument("--ray-address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS or local)")
+    s.add_argument("--quiet", action="store_true")
+    return p
+
+
+def _config(args):
+    from .flow import RunConfig
+    from .models import ModelConfig, default_model_root
+    from .speech.stage import SpeechConfig
+
+    models = ModelConfig(root=args.models or default_model_root(), asr=args.asr_model,
+                         diarization=args.diarization_model)
+    speech = SpeechConfig(models=models, diarization=args.diarization, device=args.device,
+                          compute_type=args.compute_type, batch_size=args.batch_size,
+                          language=None if args.language == "auto" else args.language)
+    return RunConfig(input=args.input, output=args.output, speech=speech, ruleset=args.ruleset,
+                     speech_actors=args.speech_actors, gpus_per_actor=args.gpus_per_actor,
+                     max_duration_s=args.max_duration, limit=args.limit,
+                     ray_address=args.ray_address)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .flow import run
+
+    config = _config(args)
+    started = time.time()
+
+    def progress(done, total, row):
+        if args.quiet:
+            return
+        status = "ok" if row["status"] == "ok" else f"FAILED at {row['stage']}: {row['error']}"
+        elapsed = time.time() - started
+        eta = elapsed / done * (total - done) if done else 0
+        print(f"[{done}/{total}] {row['call_id']}: {status} (elapsed {elapsed:.0f}s, eta {eta:.0f}s)",
+              flush=True)
+
+    try:
+        summary = run(config, progress=progress)
+    except Exception as exc:
+        logging.getLogger("callcoach").exception("fatal: %s", exc)
+        print(f"callcoach: fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    print(json.dumps({k: v for k, v in summary.to_dict().items() if k != "failures"}), flush=True)
+    for f in summary.failures:
+        print(f"failed: {f['call_id']} ({f['source_key']}) at {f['stage']}: {f['reason']}", flush=True)
+    if summary.failed and summary.scored:
+        return EXIT_PARTIAL
+    if summary.failed:
+        return EXIT_PARTIAL if summary.calls else EXIT_FATAL
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""End to end: the real pipeline on our own rendered sample calls.
+
+Real Whisper inference (Whisper base, CTranslate2 int8), real diarization (channels on the
+stereo call, the embedded VAD + speaker-embedding diarizer on the mono call), a real local
+Ray cluster, real Parquet.  Two bad files sit beside the good calls and must become
+failure rows without stopping the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.cli import EXIT_PARTIAL, main
+from pipelines.contract import CALL_TYPES, CHECKS
+from pipelines.transcript import Transcript
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples" / "calls"
+GOOD = {"sample-01-escalation": ".flac", "sample-02-handoff": ".wav"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+    src = tmp_path_factory.mktemp("calls")
+    out = tmp_path_factory.mktemp("out")
+    for name, ext in GOOD.items():
+        shutil.copy(SAMPLES / f"{name}{ext}", src / f"{name}{ext}")
+        shutil.copy(SAMPLES / f"{name}.json", src / f"{name}.json")
+    (src / "not-audio.wav").write_bytes(b"this is a text file, not a recording\n" * 20)
+    (src / "empty.flac").write_bytes(b"")
+    code = main(["score", "--input", str(src), "--output", str(out), "--quiet"])
+    yield src, out, code
+    import ray
+
+    ray.shutdown()
+
+
+def _truth(name: str) -> dict:
+    return json.loads((SAMPLES / f"{name}.truth.json").read_text())
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def test_run_finishes_with_partial_failure_exit_code(run_dirs):
+    _, _, code = run_dirs
+    assert code == EXIT_PARTIAL   # two bad files failed, the good calls were scored
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_transcript_has_the_scripted_words(run_dirs, name):
+    _, out, _ = run_dirs
+    transcript = Transcript.from_json((out / "transcripts" / f"{name}.json").read_bytes())
+    truth = _truth(name)
+    said = set(_words(" ".join(t.text for t in transcript.turns)))
+    key = {w for t in truth["turns"] for w in _words(t["text"]) if len(w) >= 6}
+    recall = len(key & said) / len(key)
+    assert recall >= 0.85, f"only {recall:.0%} of the script's key words recognised: {sorted(key - said)}"
+    assert all(t.words for t in transcript.turns), "every turn carries word timings"
+    for turn in transcript.turns:
+        assert turn.start <= turn.words[0].start + 0.5 and turn.words[-1].end <= turn.end + 0.5
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_every_turn_has_the_right_role(run_dirs, name):
+    _, out, _ = run_dirs
+    transcript = Transcript.from_json((out / "transcripts" / f"{name}.json").read_bytes())
+    for truth_turn in _truth(name)["turns"]:
+        overlaps = {}
+        for turn in transcript.turns:
+            o = min(turn.end, truth_turn["end"]) - max(turn.start, truth_turn["start"])
+            if o > 0:
+                overlaps[turn.speaker] = overlaps.get(turn.speaker, 0.0) + o
+        assert overlaps, f"truth turn {truth_turn['turn']} not found in the transcript"
+        assert max(overlaps, key=overlaps.get) == truth_turn["speaker"], (truth_turn, overlaps)
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_report_has_contract_fields_and_talk_ratio_close_to_truth(run_dirs, name):
+    _, out, _ = run_dirs
+    reports = list((out / "reports").glob(f"*/{name}.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    for field in ("call_id", "schema_version", "ruleset_version", "models", "duration_s",
+                  "call_type", "call_type_confidence", "talk_ratio", "tone", "process_checks",
+                  "risks", "moments", "sequence"):
+        assert field in report, field
+    assert report["call_id"] == name
+    assert report["call_type"] in CALL_TYPES
+    assert set(report["models"]) >= {"asr", "diarization"}
+    assert all(c["check"] in CHECKS for c in report["process_checks"])
+    truth = _truth(name)
+    assert abs(report["talk_ratio"]["agent"] - truth["talk_ratio"]["agent"]) <= 0.05
+    assert abs(report["duration_s"] - truth["duration_s"]) <= 0.1
+    assert (reports[0].with_suffix(".html")).is_file()
+
+
+def test_tables_have_one_row_per_call_and_a_failure_row_per_bad_file(run_dirs):
+    _, out, _ = run_dirs
+    calls = pl.read_parquet(out / "tables" / "calls")
+    assert sorted(calls["call_id"].to_list()) == sorted(GOOD)
+    assert calls.filter(pl.col("call_id") == "sample-01-escalation")["team"].item() is not None
+    failures = pl.read_parquet(out / "tables" / "failures")
+    reasons = dict(zip(failures["source_key"], failures["reason"]))
+    assert set(reasons) == {"not-audio.wav", "empty.flac"}
+    assert "empty" in reasons["empty.flac"]
+    assert "not a readable audio" in reasons["not-audio.wav"]
+    assert not (out / "transcripts" / "empty.json").exists()
