@@ -238,7 +238,11 @@ def init_ray(config: RunConfig) -> None:
     if ray.is_initialized():
         return
     address = config.ray_address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
+    # Workers never phone home and never reach for a model hub.
+    env = {"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True,
+                              "runtime_env": {"env_vars": env}}
     if address:
         ray.init(address=address, **kwargs)
     else:

@@ -135,13 +135,22 @@ def _download_s3_dir(uri: str, target: Path, s3_client=None) -> None:
     store = S3Store(uri, client=s3_client)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".part-"))
     try:
-        keys = [o.key for o in store.list("")]
+        keys = {o.key for o in store.list("")}
         if MANIFEST not in keys:
             raise ModelError(f"{uri}: no {MANIFEST} manifest; refusing an unverifiable model")
-        for key in keys:
-            dest = tmp / key
+        # Download exactly what the manifest names (hidden files such as .gitattributes
+        # included, which a listing skips; stray extra objects ignored), then verify.
+        store.client.download_file(store.bucket, store._key(MANIFEST), str(tmp / MANIFEST))
+        for rel in read_manifest(tmp):
+            dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            store.client.download_file(store.bucket, store._key(key), str(dest))
+            try:
+                store.client.download_file(store.bucket, store._key(rel), str(dest))
+            except Exception as exc:
+                code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+                if code in ("404", "NoSuchKey", "NotFound"):
+                    raise ModelError(f"{uri}: missing {rel} (listed in {MANIFEST})") from None
+                raise
         verify(tmp)
         (tmp / ".complete").write_text(uri + "\n")
         if target.exists():

@@ -56,6 +56,21 @@ def safe_key(key: str) -> str:
     return key
 
 
+def _prefix_key(prefix: str) -> str:
+    """A listing prefix ('' or a folder key, trailing '/' allowed), validated like a key."""
+    prefix = (prefix or "").rstrip("/")
+    return safe_key(prefix) if prefix else ""
+
+
+def _suffixes(suffixes) -> tuple[str, ...] | None:
+    """Suffix filter as a lower-case tuple (a list or upper-case '.WAV' also works)."""
+    if not suffixes:
+        return None
+    if isinstance(suffixes, str):
+        suffixes = (suffixes,)
+    return tuple(s.lower() for s in suffixes)
+
+
 def join(*parts: str) -> str:
     return posixpath.join(*[p.strip("/") for p in parts if p])
 
@@ -72,21 +87,29 @@ class LocalStore:
         return path
 
     def list(self, prefix: str = "", suffixes=None) -> Iterator[ObjectInfo]:
-        base = self._root / prefix if prefix else self._root
-        if not base.exists():
+        # The prefix is a key too: validated, so list("../x") cannot walk outside the root.
+        base = self._path(_prefix_key(prefix)) if _prefix_key(prefix) else self._root
+        if not base.is_dir():
             return
+        suffixes = _suffixes(suffixes)
+        found: list[ObjectInfo] = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in sorted(filenames):
+            for name in filenames:
                 if name.startswith(".") or name.endswith(".tmp"):
                     continue
                 if suffixes and not name.lower().endswith(suffixes):
                     continue
                 full = Path(dirpath) / name
-                st = full.stat()
+                try:
+                    st = full.stat()
+                except FileNotFoundError:       # deleted while listing
+                    continue
                 key = full.relative_to(self._root).as_posix()
-                yield ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+                found.append(ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}"))
+        # Sorted by key, as S3 lists (a directory walk would put "z.wav" before "a/x.wav").
+        found.sort(key=lambda o: o.key)
+        yield from found
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -134,6 +157,7 @@ class S3Store:
         self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.sse = dict(sse or {})
         self._client = client
+        self._bucket_ok = False
 
     @property
     def client(self):
@@ -155,54 +179,93 @@ class S3Store:
         return join(self.prefix, safe_key(key)) if self.prefix else safe_key(key)
 
     def list(self, prefix: str = "", suffixes=None) -> Iterator[ObjectInfo]:
+        prefix = _prefix_key(prefix)
         full = join(self.prefix, prefix) if prefix else self.prefix
         if full:
             full += "/"
+        suffixes = _suffixes(suffixes)
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
                 for obj in page.get("Contents", ()):
                     key = obj["Key"][len(self.prefix) + 1:] if self.prefix else obj["Key"]
                     name = key.rsplit("/", 1)[-1]
-                    if not key or name.startswith(".") or key.endswith("/"):
+                    if not key or key.endswith("/"):
+                        continue
+                    # hidden files and anything under a hidden folder, as LocalStore skips them
+                    if name.startswith(".") or any(p.startswith(".") for p in key.split("/")):
                         continue
                     if suffixes and not name.lower().endswith(suffixes):
                         continue
                     yield ObjectInfo(key, int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))
         except Exception as exc:
-            raise _storage_error(exc, self.root) from exc
+            _reraise(exc, self.root)
 
     def read(self, key: str) -> bytes:
-        resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        return resp["Body"].read()
+        k = self._key(key)
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=k)
+            return resp["Body"].read()
+        except Exception as exc:
+            _reraise(exc, self.root)
 
     def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
         extra = dict(self.sse)
         if content_type:
             extra["ContentType"] = content_type
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+        k = self._key(key)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=k, Body=data, **extra)
+        except Exception as exc:
+            _reraise(exc, self.root)
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
+        k = self._key(key)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            self.client.head_object(Bucket=self.bucket, Key=k)
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                _reraise(exc, self.root)
+        # HEAD answers a bare 404 for a missing bucket too: check the bucket once, so a
+        # misconfigured bucket is an error rather than "no such object".
+        if not self._bucket_ok:
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    raise StorageError(f"{self.root}: NoSuchBucket: bucket {self.bucket!r} "
+                                       "does not exist") from exc
+                _reraise(exc, self.root)
+            self._bucket_ok = True
+        return False
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        k = self._key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=k)
+        except Exception as exc:
+            _reraise(exc, self.root)
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
 
+def _reraise(exc: Exception, root: str):
+    """Raise StorageError for configuration faults (bucket, credentials), else ``exc`` as is."""
+    err = _storage_error(exc, root)
+    if err is exc:
+        raise exc
+    raise err from exc
+
+
 def _storage_error(exc: Exception, root: str) -> Exception:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
-    if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+    if code in ("NoSuchBucket", "AccessDenied", "403", "Forbidden", "InvalidAccessKeyId",
+                "SignatureDoesNotMatch"):
         return StorageError(f"{root}: {code}: {exc}")
     return exc
 

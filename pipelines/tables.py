@@ -6,15 +6,15 @@ metric, still writes a readable table with the same columns.
 calls             one row per scored call: identity, every scalar metric, one column per
                   process check (check_NAME: true/false/null) and risk (risk_NAME: bool)
 failures          one row per call that could not be scored: stage and reason
-agent_daily       per agent_id, team, day, call_type \
-team_daily        per team, day, call_type           } contract aggregates
+agent_daily       per agent_id, team, day            \
+team_daily        per team, day                       } contract aggregates
 call_type_daily   per day, call_type                 /
 """
 
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Mapping, Sequence
 
 import polars as pl
@@ -43,13 +43,23 @@ FAILURE_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
-def _day(started_at: Any) -> Any:
+def _day(started_at: Any) -> str | None:
+    """The call's calendar day as an ISO string (rows must survive json.dumps in the flow)."""
     if not started_at:
         return None
     try:
-        return datetime.fromisoformat(str(started_at).replace("Z", "+00:00")).date()
+        return datetime.fromisoformat(str(started_at).replace("Z", "+00:00")).date().isoformat()
     except ValueError:
         return None
+
+
+def _as_date(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return date.fromisoformat(v[:10])
+        except ValueError:
+            return None
+    return v
 
 
 def call_row(report: Mapping, transcript=None, source_key: str = "") -> dict:
@@ -100,7 +110,8 @@ def _str(v: Any) -> str | None:
 
 
 def calls_frame(rows: Sequence[Mapping]) -> pl.DataFrame:
-    data = [{k: r.get(k) for k in CALL_COLUMNS} for r in rows]
+    data = [{k: (_as_date(r.get(k)) if k == "day" else r.get(k)) for k in CALL_COLUMNS}
+            for r in rows]
     return pl.DataFrame(data, schema=CALL_COLUMNS, orient="row") if data else \
         pl.DataFrame(schema=CALL_COLUMNS)
 
@@ -130,8 +141,8 @@ def aggregate(calls: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
 
 
 AGGREGATES = {
-    "agent_daily": ("agent_id", "team", "day", "call_type"),
-    "team_daily": ("team", "day", "call_type"),
+    "agent_daily": ("agent_id", "team", "day"),
+    "team_daily": ("team", "day"),
     "call_type_daily": ("day", "call_type"),
 }
 

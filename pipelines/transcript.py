@@ -14,8 +14,10 @@ Schema (``schema_version`` 1):
       "models": {"asr": str, "diarization": str, ...},   # name@version of every model used
       "audio": {"sample_rate": int, "channels": int, "layout": "mono"|"stereo", "sha256": str},
       "metadata": {agent_id, team, started_at, agent_channel, ...},   # from the sidecar
-      "roles": {"agent": {"source": SPEAKER_LABEL, "confidence": 0..1, "method": str},
-                "customer": {...}},
+      "roles": {"labels": {DIARIZATION_LABEL: "agent"|"customer"},
+                "by_role": {"agent": [LABEL...], "customer": [...]},
+                "confidence": 0..1, "method": "sidecar"|"content"|"first_speaker",
+                "diarization_backend": "channels"|"embedded"|"pyannote"},
       "turns": [{"speaker": "agent"|"customer", "start": s, "end": s, "text": str,
                  "words": [{"w": str, "start": s, "end": s, "p": 0..1}]}]
     }
