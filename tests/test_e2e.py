@@ -9,12 +9,12 @@ failure rows without stopping the run.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
+from whisper_normalizer.english import EnglishTextNormalizer
 
 from pipelines.cli import EXIT_PARTIAL, main
 from pipelines.contract import CALL_TYPES, CHECKS
@@ -47,8 +47,21 @@ def _truth(name: str) -> dict:
     return json.loads((SAMPLES / f"{name}.truth.json").read_text())
 
 
+_NORMALISE = EnglishTextNormalizer()
+
+
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
+    """Words after Whisper's English normaliser ("twenty five" and "25" compare equal)."""
+    return _NORMALISE(text).split()
+
+
+# Phrases each sample call is about: a supervisor's verdict hangs on hearing them.
+KEY_PHRASES = {
+    "sample-01-escalation": ["completely understand why this is frustrating", "refunding",
+                             "4 pm today", "call you tomorrow", "manager", "anything else"],
+    "sample-02-handoff": ["tracking number", "pass this to someone", "look into it", "refund",
+                          "website", "explain it again"],
+}
 
 
 def test_run_finishes_with_partial_failure_exit_code(run_dirs):
@@ -61,10 +74,13 @@ def test_transcript_has_the_scripted_words(run_dirs, name):
     _, out, _ = run_dirs
     transcript = Transcript.from_json((out / "transcripts" / f"{name}.json").read_bytes())
     truth = _truth(name)
-    said = set(_words(" ".join(t.text for t in transcript.turns)))
-    key = {w for t in truth["turns"] for w in _words(t["text"]) if len(w) >= 6}
+    text = " ".join(_words(" ".join(t.text for t in transcript.turns)))
+    said = set(text.split())
+    key = {w for t in truth["turns"] for w in _words(t["text"]) if len(w) >= 5}
     recall = len(key & said) / len(key)
-    assert recall >= 0.85, f"only {recall:.0%} of the script's key words recognised: {sorted(key - said)}"
+    assert recall >= 0.8, f"only {recall:.0%} of the script's key words recognised: {sorted(key - said)}"
+    missing = [p for p in KEY_PHRASES[name] if " ".join(_words(p)) not in text]
+    assert len(missing) <= 1, f"key phrases not recognised: {missing}\n{text}"
     assert all(t.words for t in transcript.turns), "every turn carries word timings"
     for turn in transcript.turns:
         assert turn.start <= turn.words[0].start + 0.5 and turn.words[-1].end <= turn.end + 0.5
