@@ -10,6 +10,7 @@ Rows carry bytes and scalars only (decoded audio travels as raw float32 PCM).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,8 +25,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from .audio import AUDIO_EXTENSIONS, Audio, AudioError, SAMPLE_RATE, decode
+from . import ledger as ledger_mod
+from .ledger import Entry
 from .speech.stage import SpeechConfig
 from .storage import ObjectInfo, Store, open_store
+from .transcript import SCHEMA_VERSION as TRANSCRIPT_SCHEMA
 
 log = logging.getLogger("callcoach")
 
@@ -45,6 +49,8 @@ class RunConfig:
     cpus_per_actor: float = 1.0
     max_duration_s: float = 4 * 3600.0
     limit: int | None = None
+    since: float | None = None               # only inputs modified at/after this epoch time
+    prefix: str = ""                         # only inputs under this sub-prefix
     ray_address: str | None = None
     num_cpus: int | None = None              # local Ray only
 
@@ -77,10 +83,12 @@ def call_ids(keys: list[str]) -> dict[str, str]:
     return out
 
 
-def list_calls(store: Store, limit: int | None = None) -> list[dict]:
-    objects: list[ObjectInfo] = list(store.list("", AUDIO_EXTENSIONS))
+def list_calls(store: Store, limit: int | None = None, since: float | None = None,
+               prefix: str = "") -> list[dict]:
+    objects: list[ObjectInfo] = list(store.list(prefix, AUDIO_EXTENSIONS))
     ids = call_ids([o.key for o in objects])
-    rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag} for o in objects]
+    rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag}
+            for o in objects if since is None or (o.modified or 0) >= since]
     rows.sort(key=lambda r: r["call_id"])
     return rows[:limit] if limit else rows
 
@@ -104,6 +112,22 @@ def _ok(row: dict, **values) -> dict:
 
 
 # -- stages -----------------------------------------------------------------------------
+#
+# Every stage returns rows with the same columns (ROW), so the transcribe path and the
+# rescore path can stream through one union.
+
+ROW = {"key": "", "call_id": "", "size": 0, "etag": "", "path": "transcribe", "status": "ok",
+       "stage": "", "error": "", "metadata": "{}", "pcm": b"", "channels": 0,
+       "duration_s": 0.0, "audio": "{}", "transcript": "", "timings": "{}", "table_row": "",
+       "entry": ""}
+
+
+def _row(item: dict, **values) -> dict:
+    out = dict(ROW)
+    out.update({k: item[k] for k in ROW if k in item})
+    out.update(values)
+    return out
+
 
 class ReadDecode:
     """CPU: read the audio and its sidecar, decode to 16 kHz PCM."""
@@ -112,10 +136,8 @@ class ReadDecode:
         self.store = open_store(input_uri)
         self.max_duration_s = max_duration_s
 
-    def __call__(self, row: dict) -> dict:
-        base = dict(row, status="ok", stage="", error="", metadata="{}", pcm=b"", channels=0,
-                    duration_s=0.0, audio="{}", transcript="", timings="{}", report="",
-                    table_row="")
+    def __call__(self, item: dict) -> dict:
+        row = _row(item, path="transcribe")
         try:
             metadata = {}
             skey = sidecar_key(row["key"])
@@ -125,17 +147,17 @@ class ReadDecode:
                     if not isinstance(metadata, dict):
                         raise ValueError("sidecar is not a JSON object")
                 except ValueError as exc:
-                    return _failed(base, "sidecar", f"invalid sidecar JSON {skey}: {exc}")
+                    return _failed(row, "sidecar", f"invalid sidecar JSON {skey}: {exc}")
             data = self.store.read(row["key"])
             audio = decode(data, max_duration_s=self.max_duration_s)
-            return _ok(base, metadata=json.dumps(metadata), pcm=audio.samples.tobytes(),
+            return _ok(row, metadata=json.dumps(metadata), pcm=audio.samples.tobytes(),
                        channels=audio.channels, duration_s=audio.duration_s,
                        audio=json.dumps({"source_rate": audio.source_rate, "codec": audio.codec,
                                          "sha256": audio.sha256}))
         except AudioError as exc:
-            return _failed(base, "decode", str(exc))
+            return _failed(row, "decode", str(exc))
         except Exception as exc:
-            return _failed(base, "read", f"{type(exc).__name__}: {exc}")
+            return _failed(row, "read", f"{type(exc).__name__}: {exc}")
 
 
 def _audio_from_row(row: dict) -> Audio:
@@ -172,23 +194,40 @@ class SpeechActor:
 def _with_source(transcript, row):
     from dataclasses import replace
 
-    meta = dict(transcript.metadata)
     audio = dict(transcript.audio, source_key=row["key"], etag=row["etag"], size=row["size"])
-    return replace(transcript, metadata=meta, audio=audio)
+    return replace(transcript, audio=audio)
+
+
+class ReadTranscript:
+    """CPU: the stored transcript of a call (rescoring: no audio, no ASR)."""
+
+    def __init__(self, output_uri: str):
+        self.store = open_store(output_uri)
+
+    def __call__(self, item: dict) -> dict:
+        row = _row(item, path="rescore")
+        try:
+            data = self.store.read(f"{TRANSCRIPTS}/{row['call_id']}.json")
+            return _ok(row, transcript=data.decode("utf-8"))
+        except Exception as exc:
+            return _failed(row, "read_transcript", f"{type(exc).__name__}: {exc}")
 
 
 class Score:
-    """CPU: transcript -> coaching report; writes report JSON and HTML."""
+    """CPU: transcript -> coaching report; writes report JSON + HTML and the ledger entry."""
 
-    def __init__(self, output_uri: str, ruleset_path: str | None):
+    def __init__(self, output_uri: str, ruleset_path: str | None, speech_fingerprint: str,
+                 run_id: str):
         from .coaching.rules import default_ruleset, load_ruleset
 
         self.store = open_store(output_uri)
         self.ruleset = load_ruleset(ruleset_path) if ruleset_path else default_ruleset()
+        self.fingerprint = speech_fingerprint
+        self.run_id = run_id
 
     def __call__(self, row: dict) -> dict:
         if row["status"] != "ok":
-            return row
+            return self._finish_failed(row)
         try:
             from .coaching.score import score_call
             from .reports import render_html, report_json
@@ -201,24 +240,58 @@ class Score:
             self.store.write(prefix + ".json", report_json(report), "application/json")
             self.store.write(prefix + ".html", render_html(report, transcript).encode("utf-8"),
                              "text/html; charset=utf-8")
-            table_row = call_row(report, transcript, source_key=row["key"])
-            return _ok(row, transcript="", report="", table_row=json.dumps(table_row))
+            table_row = call_row(report, transcript, source_key=transcript.audio.get("source_key", row["key"]))
+            entry = Entry(
+                call_id=row["call_id"], source_key=str(transcript.audio.get("source_key", row["key"])),
+                etag=str(transcript.audio.get("etag", row["etag"])),
+                size=int(transcript.audio.get("size", row["size"]) or 0),
+                audio_sha256=str(transcript.audio.get("sha256", "")),
+                speech_fingerprint=self._fingerprint_of(row),
+                asr_model=str(transcript.models.get("asr", "")),
+                diarization_model=str(transcript.models.get("diarization", "")),
+                ruleset_version=report["ruleset_version"], status="scored", run_id=self.run_id)
+            ledger_mod.record(self.store, entry, table_row)
+            return _ok(row, transcript="", duration_s=float(transcript.duration_s),
+                       table_row=json.dumps(table_row, default=str),
+                       entry=json.dumps(dataclasses.asdict(entry)))
         except Exception as exc:
             log.error("scoring failed for %s: %s", row["call_id"], traceback.format_exc())
-            return _failed(dict(row, transcript=""), "score", f"{type(exc).__name__}: {exc}")
+            return self._finish_failed(_failed(dict(row, transcript=""), "score",
+                                               f"{type(exc).__name__}: {exc}"))
+
+    def _fingerprint_of(self, row: dict) -> str:
+        """A fresh transcript has this run's fingerprint; a re-scored one keeps its own."""
+        if row["path"] == "transcribe":
+            return self.fingerprint
+        return str(json.loads(row["entry"] or "{}").get("speech_fingerprint", ""))
+
+    def _finish_failed(self, row: dict) -> dict:
+        entry = Entry(call_id=row["call_id"], source_key=row["key"], etag=row["etag"],
+                      size=int(row["size"]), status="failed", stage=row["stage"],
+                      reason=row["error"], run_id=self.run_id)
+        try:
+            ledger_mod.record(self.store, entry, None)
+        except Exception:
+            log.error("could not record failure of %s", row["call_id"])
+        return dict(row, pcm=b"", transcript="", entry=json.dumps(dataclasses.asdict(entry)))
 
 
 # -- the run ----------------------------------------------------------------------------
 
 @dataclass
 class RunSummary:
-    calls: int = 0
-    scored: int = 0
+    run_id: str = ""
+    calls: int = 0            # inputs considered
+    transcribed: int = 0      # calls that went through ASR this run
+    rescored: int = 0         # calls re-scored from their stored transcript
+    unchanged: int = 0        # calls skipped: same audio, models and rules
+    scored: int = 0           # calls with a fresh report this run
     failed: int = 0
-    audio_s: float = 0.0
+    audio_s: float = 0.0      # audio transcribed this run
     wall_s: float = 0.0
     asr_s: float = 0.0
     diarize_s: float = 0.0
+    ruleset_version: str = ""
     failures: list = field(default_factory=list)
 
     @property
@@ -226,10 +299,12 @@ class RunSummary:
         return self.wall_s / self.audio_s if self.audio_s else 0.0
 
     def to_dict(self) -> dict:
-        return {"calls": self.calls, "scored": self.scored, "failed": self.failed,
-                "audio_hours": round(self.audio_s / 3600, 4), "wall_s": round(self.wall_s, 1),
-                "real_time_factor": round(self.rtf, 4), "asr_s": round(self.asr_s, 1),
-                "diarize_s": round(self.diarize_s, 1), "failures": self.failures}
+        return {"run_id": self.run_id, "calls": self.calls, "transcribed": self.transcribed,
+                "rescored": self.rescored, "unchanged": self.unchanged, "scored": self.scored,
+                "failed": self.failed, "audio_hours": round(self.audio_s / 3600, 4),
+                "wall_s": round(self.wall_s, 1), "real_time_factor": round(self.rtf, 4),
+                "asr_s": round(self.asr_s, 1), "diarize_s": round(self.diarize_s, 1),
+                "ruleset_version": self.ruleset_version, "failures": self.failures}
 
 
 def init_ray(config: RunConfig) -> None:
@@ -252,51 +327,176 @@ def init_ray(config: RunConfig) -> None:
     ctx.print_on_execution_start = False
 
 
-def run(config: RunConfig, progress=None) -> RunSummary:
-    """Score every call under ``config.input``; write artifacts and tables to ``config.output``."""
+def speech_fingerprint(speech: SpeechConfig) -> str:
+    """What decides a transcript's content: models, diarization, language, decoding.
+    Device, compute type and batch size are left out: they change speed, not the call."""
+    m = speech.models
+    doc = {"transcript_schema": TRANSCRIPT_SCHEMA, "asr": m.location(m.asr),
+           "diarization": speech.diarization,
+           "diarization_model": m.location(m.diarization) if m.diarization else None,
+           "alignment": m.location(m.alignment) if m.alignment else None,
+           "language": speech.language, "beam_size": speech.beam_size,
+           "initial_prompt": speech.initial_prompt}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _ruleset_version(path: str | None) -> str:
+    from .coaching.rules import default_ruleset, load_ruleset
+
+    return (load_ruleset(path) if path else default_ruleset()).version
+
+
+@dataclass
+class Plan:
+    transcribe: list[dict]
+    rescore: list[dict]
+    unchanged: list[dict]
+
+
+# A failure at these stages depends on the input bytes alone: retrying the same bytes
+# gives the same verdict, so an unchanged bad file is not re-read every night.
+DETERMINISTIC_FAILURES = ("decode", "sidecar")
+
+
+def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_version: str,
+         force: bool = False) -> Plan:
+    p = Plan([], [], [])
+    for c in calls:
+        e = ledger.get(c["call_id"])
+        same = e is not None and e.same_input(c["key"], c["etag"], c["size"])
+        if not force and same and e.status == "failed" and e.stage in DETERMINISTIC_FAILURES:
+            p.unchanged.append(c)
+        elif force or not same or e.status != "scored" or e.speech_fingerprint != fingerprint:
+            p.transcribe.append(c)
+        elif e.ruleset_version != ruleset_version:
+            p.rescore.append(dict(c, entry=json.dumps(dataclasses.asdict(e))))
+        else:
+            p.unchanged.append(c)
+    return p
+
+
+def _execute(config: RunConfig, out_uri: str, transcribe: list[dict], rescore: list[dict],
+             fingerprint: str, run_id: str) -> Iterator[dict]:
     import ray
 
-    from .tables import write_tables
-
-    started = time.perf_counter()
-    in_store, out_store = open_store(config.input), open_store(config.output)
-    calls = list_calls(in_store, config.limit)
-    summary = RunSummary(calls=len(calls))
-    if not calls:
-        write_tables(out_store, [], [])
-        summary.wall_s = time.perf_counter() - started
-        return summary
-
     init_ray(config)
-    ds = ray.data.from_items(calls, override_num_blocks=min(len(calls), 200))
-    ds = ds.map(ReadDecode, fn_constructor_args=(config.input, config.max_duration_s),
-                concurrency=(1, max(1, (os.cpu_count() or 2))), num_cpus=0.5)
-    ds = ds.map(SpeechActor, fn_constructor_args=(config.output, config.speech),
-                concurrency=config.speech_actors, num_gpus=config.gpus_per_actor or None,
-                num_cpus=config.cpus_per_actor)
-    ds = ds.map(Score, fn_constructor_args=(config.output, config.ruleset),
-                concurrency=(1, 2), num_cpus=0.5)
+    parts = []
+    if transcribe:
+        ds = ray.data.from_items(transcribe, override_num_blocks=min(len(transcribe), 1000))
+        ds = ds.map(ReadDecode, fn_constructor_args=(config.input, config.max_duration_s),
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 2)),
+                    num_cpus=0.5)
+        ds = ds.map(SpeechActor, fn_constructor_args=(out_uri, config.speech),
+                    compute=ray.data.ActorPoolStrategy(size=config.speech_actors),
+                    num_gpus=config.gpus_per_actor or None, num_cpus=config.cpus_per_actor)
+        parts.append(ds)
+    if rescore:
+        ds = ray.data.from_items(rescore, override_num_blocks=min(len(rescore), 1000))
+        ds = ds.map(ReadTranscript, fn_constructor_args=(out_uri,),
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.25)
+        parts.append(ds)
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    ds = ds.map(Score, fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5)
+    yield from ds.iter_rows()
 
-    rows, failures = [], []
-    for out in ds.iter_rows():
-        if out["status"] == "ok":
-            row = json.loads(out["table_row"])
-            rows.append(row)
-            timings = json.loads(out["timings"])
-            summary.scored += 1
-            summary.audio_s += float(out["duration_s"])
-            summary.asr_s += timings.get("asr_s", 0.0)
-            summary.diarize_s += timings.get("diarize_s", 0.0)
+
+def _finish(out_store: Store, ledger: dict[str, Entry], pending_rows: dict[str, dict],
+            results: list[dict], summary: RunSummary) -> None:
+    """Fold this run's results into the ledger and rebuild the tables."""
+    import polars as pl
+
+    from .tables import CALL_COLUMNS, calls_frame, failures_frame, read_table, write_tables
+
+    new_rows = dict(pending_rows)
+    for r in results:
+        entry = Entry(**json.loads(r["entry"]))
+        ledger[entry.call_id] = entry
+        if r["status"] == "ok":
+            new_rows[entry.call_id] = json.loads(r["table_row"])
         else:
-            failure = {"call_id": out["call_id"], "source_key": out["key"], "stage": out["stage"],
-                       "reason": out["error"], "size_bytes": int(out["size"]), "etag": out["etag"]}
-            failures.append(failure)
-            summary.failed += 1
-            summary.failures.append(failure)
-        if progress:
-            progress(summary.scored + summary.failed, summary.calls, out)
-    write_tables(out_store, rows, failures)
+            new_rows.pop(entry.call_id, None)
+    calls = read_table(out_store, "calls", CALL_COLUMNS)
+    failed_ids = {cid for cid, e in ledger.items() if e.status != "scored"}
+    drop = set(new_rows) | failed_ids
+    if drop:
+        calls = calls.filter(~pl.col("call_id").is_in(sorted(drop)))
+    if new_rows:
+        calls = pl.concat([calls, calls_frame(list(new_rows.values()))], how="vertical_relaxed")
+    calls = calls.sort("call_id")
+    failures = failures_frame([{"call_id": e.call_id, "source_key": e.source_key, "stage": e.stage,
+                                "reason": e.reason, "size_bytes": e.size, "etag": e.etag}
+                               for e in sorted(ledger.values(), key=lambda e: e.call_id)
+                               if e.status != "scored"])
+    write_tables(out_store, calls, failures)
+    ledger_mod.commit(out_store, ledger)
+
+
+def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: bool = False
+        ) -> RunSummary:
+    """Process every call under ``config.input`` that is new or changed (or, with
+    ``rescore_only``, re-score every stored transcript under ``config.output``)."""
+    started = time.perf_counter()
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
+    out_store = open_store(config.output)
+    fingerprint = speech_fingerprint(config.speech)
+    ruleset_version = _ruleset_version(config.ruleset)
+    ledger, pending_rows = ledger_mod.load(out_store)
+
+    if rescore_only:
+        calls = _stored_transcripts(out_store, ledger)
+        the_plan = Plan([], [], [])
+        for c in calls:
+            e = ledger.get(c["call_id"])
+            if force or e is None or e.ruleset_version != ruleset_version:
+                the_plan.rescore.append(c)
+            else:
+                the_plan.unchanged.append(c)
+    else:
+        calls = list_calls(open_store(config.input), config.limit, config.since, config.prefix)
+        the_plan = plan(calls, ledger, fingerprint, ruleset_version, force)
+
+    summary = RunSummary(run_id=run_id, calls=len(calls), unchanged=len(the_plan.unchanged),
+                         ruleset_version=ruleset_version)
+    log.info("run %s: %d calls: %d to transcribe, %d to re-score, %d unchanged", run_id,
+             len(calls), len(the_plan.transcribe), len(the_plan.rescore), len(the_plan.unchanged))
+    results: list[dict] = []
+    todo = len(the_plan.transcribe) + len(the_plan.rescore)
+    if todo:
+        for out in _execute(config, config.output, the_plan.transcribe, the_plan.rescore,
+                            fingerprint, run_id):
+            results.append({k: out[k] for k in ("call_id", "key", "status", "stage", "error",
+                                                 "size", "etag", "entry", "table_row")})
+            if out["status"] == "ok":
+                summary.scored += 1
+                timings = json.loads(out["timings"])
+                if out["path"] == "transcribe":
+                    summary.transcribed += 1
+                    summary.audio_s += float(out["duration_s"])
+                    summary.asr_s += timings.get("asr_s", 0.0)
+                    summary.diarize_s += timings.get("diarize_s", 0.0)
+                else:
+                    summary.rescored += 1
+            else:
+                summary.failed += 1
+                summary.failures.append({"call_id": out["call_id"], "source_key": out["key"],
+                                         "stage": out["stage"], "reason": out["error"]})
+            if progress:
+                progress(len(results), todo, out)
+    _finish(out_store, ledger, pending_rows, results, summary)
     summary.wall_s = time.perf_counter() - started
-    out_store.write("runs/latest.json", json.dumps(summary.to_dict(), indent=1).encode(),
-                    "application/json")
+    doc = json.dumps(summary.to_dict(), indent=1).encode()
+    out_store.write(f"runs/{run_id}.json", doc, "application/json")
+    out_store.write("runs/latest.json", doc, "application/json")
     return summary
+
+
+def _stored_transcripts(store: Store, ledger: dict[str, Entry]) -> list[dict]:
+    calls = []
+    for obj in store.list(TRANSCRIPTS, (".json",)):
+        call_id = obj.key.rsplit("/", 1)[-1][: -len(".json")]
+        e = ledger.get(call_id)
+        calls.append({"key": e.source_key if e else "", "call_id": call_id,
+                      "size": e.size if e else 0, "etag": e.etag if e else "",
+                      "entry": json.dumps(dataclasses.asdict(e)) if e else ""})
+    return sorted(calls, key=lambda c: c["call_id"])

@@ -29,6 +29,7 @@ class ObjectInfo:
     key: str          # relative to the store root, '/'-separated
     size: int
     etag: str         # content tag (S3 ETag, or size+mtime locally)
+    modified: float | None = None   # last modified, seconds since the epoch
 
 
 class Store(Protocol):
@@ -106,7 +107,8 @@ class LocalStore:
                 except FileNotFoundError:       # deleted while listing
                     continue
                 key = full.relative_to(self._root).as_posix()
-                found.append(ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}"))
+                found.append(ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}",
+                                        st.st_mtime))
         # Sorted by key, as S3 lists (a directory walk would put "z.wav" before "a/x.wav").
         found.sort(key=lambda o: o.key)
         yield from found
@@ -197,7 +199,9 @@ class S3Store:
                         continue
                     if suffixes and not name.lower().endswith(suffixes):
                         continue
-                    yield ObjectInfo(key, int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))
+                    modified = obj.get("LastModified")
+                    yield ObjectInfo(key, int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'),
+                                     modified.timestamp() if modified else None)
         except Exception as exc:
             _reraise(exc, self.root)
 

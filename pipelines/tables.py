@@ -153,15 +153,74 @@ def parquet_bytes(df: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def write_tables(store, rows: Sequence[Mapping], failures: Sequence[Mapping]) -> dict[str, int]:
-    """Write every table; each file is replaced atomically."""
-    calls = calls_frame(rows)
-    fails = failures_frame(failures)
-    written = {"calls": calls.height, "failures": fails.height}
-    store.write("tables/calls/part-00000.parquet", parquet_bytes(calls))
-    store.write("tables/failures/part-00000.parquet", parquet_bytes(fails))
+PARTITION = "day"
+NO_DAY = "__HIVE_DEFAULT_PARTITION__"   # Hive's (and Athena's) name for a null partition
+PART_FILE = "part-00000.parquet"
+
+
+def write_partitioned(store, name: str, df: pl.DataFrame) -> int:
+    """Write ``tables/<name>/day=YYYY-MM-DD/part-00000.parquet`` (Hive layout).
+
+    Each partition is one file replaced by one atomic write, so a reader sees a whole
+    old or a whole new partition, never a partial file; partitions that no longer have
+    rows are removed after the new ones are in place.  A table with no rows at all is
+    one empty file at the table's root holding the full schema (day included), so it
+    stays readable with its columns; it is removed once partitions exist.
+    """
+    prefix = f"tables/{name}"
+    old = {o.key for o in store.list(prefix, (".parquet",))}
+    written = set()
+    if df.is_empty():
+        key = f"{prefix}/{PART_FILE}"
+        store.write(key, parquet_bytes(df))
+        written.add(key)
+    else:
+        for (day,), part in df.sort(PARTITION, nulls_last=True).group_by(
+                PARTITION, maintain_order=True):
+            label = NO_DAY if day is None else day.isoformat()
+            key = f"{prefix}/{PARTITION}={label}/{PART_FILE}"
+            store.write(key, parquet_bytes(part.drop(PARTITION)))
+            written.add(key)
+    for key in sorted(old - written):
+        store.delete(key)
+    return df.height
+
+
+def write_plain(store, name: str, df: pl.DataFrame) -> int:
+    prefix = f"tables/{name}"
+    key = f"{prefix}/{PART_FILE}"
+    old = {o.key for o in store.list(prefix, (".parquet",))}
+    store.write(key, parquet_bytes(df))
+    for stale in sorted(old - {key}):
+        store.delete(stale)
+    return df.height
+
+
+def read_table(store, name: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Read a table written by this module back (all partitions), with its schema."""
+    frames = []
+    for obj in store.list(f"tables/{name}", (".parquet",)):
+        df = pl.read_parquet(io.BytesIO(store.read(obj.key)))
+        part = [p for p in obj.key.split("/") if p.startswith(f"{PARTITION}=")]
+        if PARTITION in schema and PARTITION not in df.columns:
+            value = part[0].split("=", 1)[1] if part else NO_DAY
+            df = df.with_columns(pl.lit(None if value == NO_DAY else value).str.to_date()
+                                 .alias(PARTITION))
+        frames.append(df)
+    if not frames:
+        return pl.DataFrame(schema=dict(schema))
+    df = pl.concat(frames, how="diagonal_relaxed")
+    return df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, dtype=t).alias(c)
+                      for c, t in schema.items()])
+
+
+def write_tables(store, calls: pl.DataFrame | Sequence[Mapping],
+                 failures: pl.DataFrame | Sequence[Mapping]) -> dict[str, int]:
+    """Write every table from the full set of calls and failures."""
+    calls = calls if isinstance(calls, pl.DataFrame) else calls_frame(calls)
+    fails = failures if isinstance(failures, pl.DataFrame) else failures_frame(failures)
+    written = {"calls": write_partitioned(store, "calls", calls),
+               "failures": write_plain(store, "failures", fails)}
     for name, by in AGGREGATES.items():
-        agg = aggregate(calls, by)
-        store.write(f"tables/{name}/part-00000.parquet", parquet_bytes(agg))
-        written[name] = agg.height
+        written[name] = write_partitioned(store, name, aggregate(calls, by))
     return written

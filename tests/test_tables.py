@@ -225,19 +225,39 @@ def written(tmp_path):
 
 
 def _read(store, name):
-    path = store.url(f"tables/{name}/part-00000.parquet")
-    return pl.read_parquet(path), pq.read_table(path)
+    """The table as BI tools read it: the whole folder, Hive partitions (day=...) included.
+
+    A Hive partition value is text in the path (BI tools declare it a date), and readers
+    put partition columns last: both are put back to the writer's logical schema here so
+    the figures below compare exactly."""
+    path = store.url(f"tables/{name}")
+    order = (list(CALL_COLUMNS) if name == "calls" else list(FAILURE_COLUMNS) if name == "failures"
+             else aggregate(calls_frame([]), AGGREGATES[name]).columns)
+    keys = (["call_id"] if name in ("calls", "failures") else
+            [c for c in ("agent_id", "team", "day", "call_type") if c in order])
+
+    def logical(df: pl.DataFrame) -> pl.DataFrame:
+        if "day" in df.columns and df.schema["day"] != pl.Date:
+            df = df.with_columns(pl.col("day").cast(pl.String).str.to_date())
+        return df.select(order).sort(keys, nulls_last=True)
+
+    df = logical(pl.read_parquet(path, hive_partitioning=True))
+    table = logical(pl.from_arrow(pq.read_table(path, partitioning="hive"))).to_arrow()
+    return df, table
 
 
 def test_write_tables_counts_and_files(written):
     store, counts = written
     assert counts == {"calls": 6, "failures": 2, "agent_daily": 5, "team_daily": 4,
                       "call_type_daily": 5}
-    assert [o.key for o in store.list("tables")] == [
-        f"tables/{n}/part-00000.parquet"
-        for n in sorted(["calls", "failures", "agent_daily", "team_daily", "call_type_daily"])]
-    meta = pq.ParquetFile(store.url("tables/calls/part-00000.parquet")).metadata
-    assert meta.num_rows == 6 and meta.row_group(0).column(0).compression == "ZSTD"
+    keys = [o.key for o in store.list("tables")]
+    assert "tables/failures/part-00000.parquet" in keys
+    for n in ("calls", "agent_daily", "team_daily", "call_type_daily"):   # Hive layout by day
+        assert [k for k in keys if k.startswith(f"tables/{n}/")] == [
+            f"tables/{n}/day=2024-03-04/part-00000.parquet",
+            f"tables/{n}/day=2024-03-05/part-00000.parquet"]
+    meta = pq.ParquetFile(store.url("tables/calls/day=2024-03-04/part-00000.parquet")).metadata
+    assert meta.num_rows == 4 and meta.row_group(0).column(0).compression == "ZSTD"
 
 
 def test_calls_table_reads_back_in_polars_and_pyarrow(written):

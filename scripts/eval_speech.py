@@ -1,0 +1,142 @@
+"""Evaluate the speech stage on labeled calls, side by side with plain faster-whisper.
+
+For every call NAME with NAME.truth.json (+ NAME.rttm) beside its audio, prints one row:
+WER of callcoach and of plain faster-whisper (same model and compute type, beam 5, VAD on,
+the whole file at once), DER of our speaker turns against the RTTM, role accuracy (share
+of truth turns whose majority speaker in our transcript has the right role), agent
+talk-ratio error, and real-time factors.  WER uses Whisper's English text normaliser.
+
+    .venv/bin/python scripts/eval_speech.py ../shared/dev-calls --pattern '*.mono16k.flac'
+    .venv/bin/python scripts/eval_speech.py ../shared/dev-calls --pattern '*.stereo8k.flac' --save out/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import jiwer  # noqa: E402
+from whisper_normalizer.english import EnglishTextNormalizer  # noqa: E402
+
+from pipelines.audio import decode  # noqa: E402
+from pipelines.models import ModelConfig, resolve  # noqa: E402
+from pipelines.speech.stage import SpeechConfig, SpeechStage  # noqa: E402
+
+NORMALISE = EnglishTextNormalizer()
+
+
+def truth_name(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def wer(ref: str, hyp: str) -> tuple[float, int]:
+    r, h = NORMALISE(ref), NORMALISE(hyp)
+    n = len(r.split())
+    return (jiwer.wer(r, h) if n else 0.0), n
+
+
+def der(turns, rttm_path: Path, duration: float) -> float:
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    ref = Annotation()
+    for line in rttm_path.read_text().splitlines():
+        f = line.split()
+        if f and f[0] == "SPEAKER":
+            ref[Segment(float(f[3]), float(f[3]) + float(f[4]))] = f[7]
+    hyp = Annotation()
+    for i, t in enumerate(turns):
+        hyp[Segment(t.start, t.end), i] = t.speaker
+    return float(DiarizationErrorRate(collar=0.0)(ref, hyp, uem=Segment(0, duration)))
+
+
+def role_accuracy(turns, truth_turns) -> float:
+    right = 0
+    for tt in truth_turns:
+        overlap: dict[str, float] = {}
+        for t in turns:
+            o = min(t.end, tt["end"]) - max(t.start, tt["start"])
+            if o > 0:
+                overlap[t.speaker] = overlap.get(t.speaker, 0.0) + o
+        right += bool(overlap) and max(overlap, key=overlap.get) == tt["speaker"]
+    return right / len(truth_turns)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--pattern", default="*.mono16k.flac")
+    ap.add_argument("--diarization", default="auto")
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--save", type=Path, help="write transcripts here (for scripts/eval_coaching.py)")
+    args = ap.parse_args()
+
+    stage = SpeechStage(SpeechConfig(diarization=args.diarization))
+    baseline = None
+    if not args.no_baseline:
+        from faster_whisper import WhisperModel
+
+        mc = ModelConfig()
+        baseline = WhisperModel(str(resolve(mc.location(mc.asr))), device="cpu", compute_type="int8")
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+
+    rows, totals = [], {"err": 0.0, "n": 0, "berr": 0.0, "audio": 0.0, "wall": 0.0, "bwall": 0.0}
+    for path in sorted(args.folder.glob(args.pattern)):
+        name = truth_name(path)
+        truth = json.loads((path.parent / f"{name}.truth.json").read_text())
+        audio = decode(path.read_bytes())
+        t0 = time.perf_counter()
+        transcript, _ = stage(audio, name, {})
+        wall = time.perf_counter() - t0
+        if args.save:
+            (args.save / f"{name}.json").write_bytes(transcript.to_json())
+        ref = " ".join(t["text"] for t in truth["turns"])
+        hyp = " ".join(t.text for t in transcript.turns)
+        w, n = wer(ref, hyp)
+        row = {"call": name, "wer": w, "n": n, "wall": wall, "dur": audio.duration_s,
+               "der": der(transcript.turns, path.parent / f"{name}.rttm", audio.duration_s),
+               "roles": role_accuracy(transcript.turns, truth["turns"])}
+        ag, cu = transcript.speech_time("agent"), transcript.speech_time("customer")
+        row["tr_err"] = abs(ag / (ag + cu) - truth["talk_ratio"]["agent"]) if ag + cu else 1.0
+        if baseline is not None:
+            t0 = time.perf_counter()
+            segs, _ = baseline.transcribe(audio.mono(), beam_size=5, vad_filter=True, language="en")
+            bhyp = " ".join(s.text for s in segs)
+            row["bwall"] = time.perf_counter() - t0
+            row["bwer"], _ = wer(ref, bhyp)
+            totals["berr"] += row["bwer"] * n
+            totals["bwall"] += row["bwall"]
+        totals["err"] += w * n
+        totals["n"] += n
+        totals["audio"] += audio.duration_s
+        totals["wall"] += wall
+        rows.append(row)
+        print(f"{name}: WER {w:.3f} DER {row['der']:.3f} roles {row['roles']:.2f} "
+              f"RTF {wall / audio.duration_s:.3f}", file=sys.stderr, flush=True)
+
+    print(f"\n| call | WER callcoach | WER plain faster-whisper | DER | roles right | talk-ratio error | RTF callcoach | RTF plain |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['call']} | {r['wer']:.1%} | {r.get('bwer', float('nan')):.1%} | {r['der']:.1%} | "
+              f"{r['roles']:.0%} | {r['tr_err']:.3f} | {r['wall'] / r['dur']:.3f} | "
+              f"{r.get('bwall', float('nan')) / r['dur']:.3f} |")
+    n = max(1, totals["n"])
+    print(f"| **all ({len(rows)} calls, {totals['audio']:.0f} s)** | **{totals['err'] / n:.1%}** | "
+          f"**{totals['berr'] / n:.1%}** | | | | **{totals['wall'] / max(totals['audio'], 1e-9):.3f}** | "
+          f"**{totals['bwall'] / max(totals['audio'], 1e-9):.3f}** |")
+    print(f"\nmodels: {json.dumps({'asr': stage.transcriber.version})}; WER over all words "
+          f"(Whisper English normaliser); DER collar 0, overlaps scored")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
