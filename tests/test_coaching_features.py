@@ -1,0 +1,36 @@
+"""Rule-independent features: normalisation, sentence split, numpy MiniLM encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.coaching.features import ACTS, get_encoder, normalise, split_sentences
+
+
+@pytest.mark.parametrize("text,want", [
+    ("It's oh seven seven zero zero, nine one two.", "it's 07700 912"),
+    ("Your case is K P four four one.", "your case is kp441"),
+    ("by five pm tomorrow", "by 5 pm tomorrow"),
+    ("at 3p.m. or 4:30 PM", "at 3 pm or 4:30 pm"),
+    ("four hundred and twelve pounds", "412 pounds"),
+    ("twenty-five dollars", "25 dollars"),
+    ("No one will call. I'll do one thing.", "no one will call i'll do one thing"),
+    ("Will it go out?", "will it go out ?"),
+])
+def test_normalise(text, want):
+    assert normalise(text) == want
+
+
+def test_split_sentences_keeps_abbreviations():
+    t = "Mr. Smith called. Is it fixed? Yes!"
+    assert [t[a:b] for a, b in split_sentences(t)] == ["Mr. Smith called.", "Is it fixed?", "Yes!"]
+
+
+def test_encoder_semantics():
+    enc = get_encoder()
+    e = enc.encode(["I'm so sorry about this mess.", "I apologise for the trouble.", "The parcel weighs two kilos."])
+    assert e.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    assert e[0] @ e[1] > e[0] @ e[2] + 0.2
+    assert "neutral" in ACTS and "acknowledge" in ACTS
