@@ -29,6 +29,7 @@ from . import ledger as ledger_mod
 from .ledger import Entry
 from .speech.stage import SpeechConfig
 from .storage import ObjectInfo, Store, open_store
+from .coaching.features import turn_features
 from .transcript import SCHEMA_VERSION as TRANSCRIPT_SCHEMA
 
 log = logging.getLogger("callcoach")
@@ -170,10 +171,12 @@ class SpeechActor:
     """GPU (or CPU) actor: diarization + ASR + roles; writes the transcript artifact."""
 
     def __init__(self, output_uri: str, speech: SpeechConfig):
+        from .coaching.features import get_encoder
         from .speech.stage import SpeechStage
 
         self.store = open_store(output_uri)
         self.stage = SpeechStage(speech)
+        get_encoder()   # load the sentence encoder once per actor, not on the first call
 
     def __call__(self, row: dict) -> dict:
         if row["status"] != "ok":
@@ -182,7 +185,11 @@ class SpeechActor:
             audio = _audio_from_row(row)
             metadata = json.loads(row["metadata"])
             transcript, timings = self.stage(audio, row["call_id"], metadata)
-            transcript = _with_source(transcript, row)
+            # Rule-independent coaching features, computed once with the transcript so a
+            # re-score with new rules never repeats them.
+            t0 = time.perf_counter()
+            transcript = _with_source(transcript, row, turn_features(transcript))
+            timings["features_s"] = time.perf_counter() - t0
             data = transcript.to_json()
             self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", data, "application/json")
             return _ok(row, pcm=b"", transcript=data.decode("utf-8"), timings=json.dumps(timings))
@@ -191,11 +198,9 @@ class SpeechActor:
             return _failed(dict(row, pcm=b""), "speech", f"{type(exc).__name__}: {exc}")
 
 
-def _with_source(transcript, row):
-    from dataclasses import replace
-
+def _with_source(transcript, row, features):
     audio = dict(transcript.audio, source_key=row["key"], etag=row["etag"], size=row["size"])
-    return replace(transcript, audio=audio)
+    return dataclasses.replace(transcript, audio=audio, features=features)
 
 
 class ReadTranscript:

@@ -19,7 +19,10 @@ Schema (``schema_version`` 1):
                 "confidence": 0..1, "method": "sidecar"|"content"|"first_speaker",
                 "diarization_backend": "channels"|"embedded"|"pyannote"},
       "turns": [{"speaker": "agent"|"customer", "start": s, "end": s, "text": str,
-                 "words": [{"w": str, "start": s, "end": s, "p": 0..1}]}]
+                 "words": [{"w": str, "start": s, "end": s, "p": 0..1}]}],
+      "features": {...} | absent     # rule-independent coaching features (sentence
+                                     # similarities to the act bank), computed once by the
+                                     # speech stage; see pipelines/coaching/features.py
     }
 
 Times are seconds from the start of the audio.  Turns are sorted by start; turns of
@@ -87,6 +90,7 @@ class Transcript:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     roles: Mapping[str, Any] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    features: Mapping[str, Any] | None = None
 
     def speech_time(self, speaker: str) -> float:
         """Seconds of speech of one speaker (sum of its turn durations)."""
@@ -107,6 +111,7 @@ class Transcript:
             "metadata": dict(self.metadata),
             "roles": dict(self.roles),
             "turns": [t.to_dict() for t in self.turns],
+            **({"features": dict(self.features)} if self.features else {}),
         }
 
     def to_json(self) -> bytes:
@@ -130,6 +135,7 @@ class Transcript:
             metadata=dict(d.get("metadata", {})),
             roles=dict(d.get("roles", {})),
             schema_version=version,
+            features=d.get("features") or None,
         )
 
     @staticmethod
