@@ -321,6 +321,15 @@ def init_ray(config: RunConfig) -> None:
     # Workers never phone home and never reach for a model hub.
     env = {"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
+    # Where object storage is: the driver's endpoint and region go to every worker.  On a
+    # local Ray the driver's credentials go too; on a cluster workers use their own role.
+    shared = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION",
+              "CALLCOACH_MODELS", "CALLCOACH_MODEL_CACHE")
+    local_only = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                  "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+    for name in shared + (() if address else local_only):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True,
                               "runtime_env": {"env_vars": env}}
     if address:
@@ -459,6 +468,7 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
                 the_plan.unchanged.append(c)
     else:
         calls = list_calls(open_store(config.input), config.limit, config.since, config.prefix)
+        calls = _disambiguate(calls, ledger)
         the_plan = plan(calls, ledger, fingerprint, ruleset_version, force)
 
     summary = RunSummary(run_id=run_id, calls=len(calls), unchanged=len(the_plan.unchanged),
@@ -494,6 +504,18 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
     out_store.write(f"runs/{run_id}.json", doc, "application/json")
     out_store.write("runs/latest.json", doc, "application/json")
     return summary
+
+
+def _disambiguate(calls: list[dict], ledger: dict[str, Entry]) -> list[dict]:
+    """A call_id already taken by another input key (the same file name in another day's
+    folder, say) gets a hash of its own key, so it never overwrites the earlier call."""
+    out = []
+    for c in calls:
+        e = ledger.get(c["call_id"])
+        if e is not None and e.source_key and e.source_key != c["key"]:
+            c = dict(c, call_id=f"{c['call_id']}-{hashlib.sha256(c['key'].encode()).hexdigest()[:10]}")
+        out.append(c)
+    return out
 
 
 def _stored_transcripts(store: Store, ledger: dict[str, Entry]) -> list[dict]:

@@ -1,0 +1,83 @@
+"""What a run decides to do with each input, from the ledger: pure planning, no Ray."""
+
+from __future__ import annotations
+
+import json
+
+from pipelines.flow import _disambiguate, call_ids, plan, speech_fingerprint
+from pipelines.ledger import Entry, commit, load, record
+from pipelines.speech.stage import SpeechConfig
+from pipelines.storage import LocalStore
+
+FP = "fp-1"
+RULES = "2026.11.0-aaaaaaaa"
+
+
+def _call(call_id, key=None, etag="e1", size=10):
+    return {"call_id": call_id, "key": key or f"{call_id}.wav", "etag": etag, "size": size}
+
+
+def _entry(call_id, **kw):
+    base = dict(call_id=call_id, source_key=f"{call_id}.wav", etag="e1", size=10,
+                speech_fingerprint=FP, ruleset_version=RULES)
+    base.update(kw)
+    return Entry(**base)
+
+
+def test_plan_sorts_calls_into_transcribe_rescore_and_unchanged():
+    ledger = {
+        "same": _entry("same"),
+        "new-rules": _entry("new-rules", ruleset_version="2026.10.0-bbbbbbbb"),
+        "changed-audio": _entry("changed-audio", etag="old"),
+        "new-model": _entry("new-model", speech_fingerprint="fp-0"),
+        "bad-bytes": _entry("bad-bytes", status="failed", stage="decode", reason="empty file"),
+        "crashed": _entry("crashed", status="failed", stage="speech", reason="OOM"),
+    }
+    calls = [_call(c) for c in ledger] + [_call("brand-new")]
+    p = plan(calls, ledger, FP, RULES)
+    assert sorted(c["call_id"] for c in p.transcribe) == ["brand-new", "changed-audio", "crashed",
+                                                          "new-model"]
+    assert [c["call_id"] for c in p.rescore] == ["new-rules"]
+    assert json.loads(p.rescore[0]["entry"])["speech_fingerprint"] == FP
+    # an unchanged file that failed to decode is not re-read every night
+    assert sorted(c["call_id"] for c in p.unchanged) == ["bad-bytes", "same"]
+    forced = plan(calls, ledger, FP, RULES, force=True)
+    assert len(forced.transcribe) == len(calls)
+
+
+def test_call_ids_are_file_stems_made_safe_and_unique():
+    ids = call_ids(["a/0001.wav", "b/0001.wav", "c/x y.flac", "d/ok-1.mp3", "e/../../etc.wav"])
+    assert ids["d/ok-1.mp3"] == "ok-1"
+    assert ids["a/0001.wav"] != ids["b/0001.wav"]
+    assert all(i.startswith("0001-") for i in (ids["a/0001.wav"], ids["b/0001.wav"]))
+    assert ids["c/x y.flac"].startswith("x_y-")
+    assert all("/" not in i and ".." not in i for i in ids.values())
+
+
+def test_a_name_reused_in_a_later_folder_does_not_overwrite_the_earlier_call():
+    ledger = {"0001": _entry("0001", source_key="2026-11-20/0001.wav")}
+    calls = _disambiguate([_call("0001", key="2026-11-21/0001.wav"),
+                           _call("0002", key="2026-11-21/0002.wav")], ledger)
+    assert calls[0]["call_id"].startswith("0001-") and calls[1]["call_id"] == "0002"
+    again = _disambiguate([_call("0001", key="2026-11-21/0001.wav")], ledger)
+    assert again[0]["call_id"] == calls[0]["call_id"]          # stable from run to run
+    assert _disambiguate([_call("0001", key="2026-11-20/0001.wav")], ledger)[0]["call_id"] == "0001"
+
+
+def test_ledger_survives_a_crash_between_entries_and_snapshot(tmp_path):
+    store = LocalStore(tmp_path)
+    commit(store, {"a": _entry("a")})
+    record(store, _entry("b"), {"call_id": "b", "call_type": "standard"})   # then the run dies
+    ledger, pending = load(store)
+    assert set(ledger) == {"a", "b"} and pending == {"b": {"call_id": "b", "call_type": "standard"}}
+    commit(store, ledger)
+    assert list(store.list("state/entries")) == []
+    assert set(load(store)[0]) == {"a", "b"}
+
+
+def test_speech_fingerprint_ignores_speed_settings_but_not_models():
+    base = SpeechConfig()
+    assert speech_fingerprint(base) == speech_fingerprint(
+        SpeechConfig(device="cuda", compute_type="float16", batch_size=32))
+    assert speech_fingerprint(base) != speech_fingerprint(SpeechConfig(language=None))
+    assert speech_fingerprint(base) != speech_fingerprint(SpeechConfig(diarization="embedded"))
