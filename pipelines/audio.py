@@ -72,9 +72,15 @@ def decode(data: bytes, *, max_duration_s: float | None = None, max_channels: in
         if not streams:
             raise AudioError("no audio stream in file")
         stream = streams[0]
-        codec = stream.codec_context.name if stream.codec_context else "unknown"
-        source_rate = int(stream.rate or 0)
-        channels = int(stream.channels or 0)
+        try:
+            codec = stream.codec_context.name
+            source_rate = int(stream.rate or 0)
+            channels = int(stream.channels or 0)
+        except Exception:
+            raise AudioError("unsupported or unknown audio codec") from None
+        if source_rate <= 0:
+            raise AudioError(f"invalid sample rate {source_rate} ({codec})")
+        declared_s = _wav_declared_duration(data) or _declared_duration(container, stream)
         if channels < 1:
             raise AudioError("audio stream has no channels")
         if channels > max_channels:
@@ -106,7 +112,51 @@ def decode(data: bytes, *, max_duration_s: float | None = None, max_channels: in
         raise AudioError(f"audio too short: {samples.shape[1] / SAMPLE_RATE:.3f} s")
     if not np.all(np.isfinite(samples)):
         raise AudioError("audio contains NaN or infinite samples")
+    decoded_s = samples.shape[1] / SAMPLE_RATE
+    if codec in EXACT_LENGTH_CODECS and declared_s and declared_s - decoded_s > max(1.0, 0.1 * declared_s):
+        raise AudioError(f"truncated: the header declares {declared_s:.1f} s but only "
+                         f"{decoded_s:.1f} s of audio is present")
+    if codec.startswith("pcm_f"):
+        over = float(np.mean(np.abs(samples) > 1.0))
+        if over > 0.001:
+            raise AudioError(f"float samples beyond full scale in {over:.1%} of the audio "
+                             f"(peak {float(np.abs(samples).max()):.1f}): clipped or corrupt")
     return Audio(np.ascontiguousarray(samples), SAMPLE_RATE, source_rate, codec, digest)
+
+
+# Codecs whose headers state the length exactly (a shortfall means a truncated file);
+# compressed formats only estimate it.
+EXACT_LENGTH_CODECS = ("pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le",
+                       "pcm_u8", "pcm_s16be", "pcm_alaw", "pcm_mulaw", "flac")
+
+
+def _wav_declared_duration(data: bytes) -> float | None:
+    """Length a RIFF/WAVE header declares (FFmpeg clamps it to the file, hiding a
+    truncated or lying header).  None when unknown (streaming writers put 0 or ~0)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if cid == b"fmt " and pos + 16 <= len(data):
+            byte_rate = int.from_bytes(data[pos + 16:pos + 20], "little")
+        elif cid == b"data":
+            if size in (0, 0xFFFFFFFF) or byte_rate <= 0:
+                return None
+            return size / byte_rate
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _declared_duration(container, stream) -> float | None:
+    try:
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / 1_000_000
+    except Exception:
+        return None
+    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -10,13 +10,16 @@ Rows carry bytes and scalars only (decoded audio travels as raw float32 PCM).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -49,6 +52,8 @@ class RunConfig:
     gpus_per_actor: float = 0.0
     cpus_per_actor: float = 1.0
     max_duration_s: float = 4 * 3600.0
+    call_timeout_s: float = 120.0            # speech-stage budget per call: base ...
+    call_timeout_factor: float = 3.0         # ... plus this many seconds per audio second
     limit: int | None = None
     since: float | None = None               # only inputs modified at/after this epoch time
     prefix: str = ""                         # only inputs under this sub-prefix
@@ -161,6 +166,30 @@ class ReadDecode:
             return _failed(row, "read", f"{type(exc).__name__}: {exc}")
 
 
+class CallTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise CallTimeout in this thread once ``seconds`` have passed (main thread only,
+    where Ray runs a synchronous actor's calls; elsewhere it does nothing)."""
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def _expired(signum, frame):
+        raise CallTimeout(f"timed out after {seconds:g} s in the speech stage")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _audio_from_row(row: dict) -> Audio:
     info = json.loads(row["audio"])
     samples = np.frombuffer(row["pcm"], dtype=np.float32).reshape(int(row["channels"]), -1)
@@ -170,13 +199,15 @@ def _audio_from_row(row: dict) -> Audio:
 class SpeechActor:
     """GPU (or CPU) actor: diarization + ASR + roles; writes the transcript artifact."""
 
-    def __init__(self, output_uri: str, speech: SpeechConfig):
+    def __init__(self, output_uri: str, speech: SpeechConfig, timeout_base_s: float = 120.0,
+                 timeout_factor: float = 3.0):
         from .coaching.features import get_encoder
         from .speech.stage import SpeechStage
 
         self.store = open_store(output_uri)
         self.stage = SpeechStage(speech)
         get_encoder()   # load the sentence encoder once per actor, not on the first call
+        self.timeout_base_s, self.timeout_factor = timeout_base_s, timeout_factor
 
     def __call__(self, row: dict) -> dict:
         if row["status"] != "ok":
@@ -184,7 +215,16 @@ class SpeechActor:
         try:
             audio = _audio_from_row(row)
             metadata = json.loads(row["metadata"])
-            transcript, timings = self.stage(audio, row["call_id"], metadata)
+            budget = self.timeout_s(audio.duration_s)
+            with deadline(budget):
+                transcript, timings = self.stage(audio, row["call_id"], metadata)
+            roles = {t.speaker for t in transcript.turns}
+            if not roles:
+                return _failed(dict(row, pcm=b""), "speech", "no speech found in the recording")
+            if len(roles) < 2:
+                missing = ({"agent", "customer"} - roles).pop()
+                return _failed(dict(row, pcm=b""), "speech",
+                               f"only one party heard: no {missing} speech found")
             # Rule-independent coaching features, computed once with the transcript so a
             # re-score with new rules never repeats them.
             t0 = time.perf_counter()
@@ -193,9 +233,16 @@ class SpeechActor:
             data = transcript.to_json()
             self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", data, "application/json")
             return _ok(row, pcm=b"", transcript=data.decode("utf-8"), timings=json.dumps(timings))
+        except CallTimeout as exc:
+            return _failed(dict(row, pcm=b""), "speech", str(exc))
         except Exception as exc:
             log.error("speech failed for %s: %s", row["call_id"], traceback.format_exc())
             return _failed(dict(row, pcm=b""), "speech", f"{type(exc).__name__}: {exc}")
+
+    def timeout_s(self, duration_s: float) -> float:
+        """Time a call may take in the speech stage: generous (CPU real-time factor is
+        ~0.1-0.3), but bounded, so no input can hold a worker forever."""
+        return self.timeout_base_s + self.timeout_factor * duration_s
 
 
 def _with_source(transcript, row, features):
@@ -400,7 +447,8 @@ def _execute(config: RunConfig, out_uri: str, transcribe: list[dict], rescore: l
         ds = ds.map(ReadDecode, fn_constructor_args=(config.input, config.max_duration_s),
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 2)),
                     num_cpus=0.5)
-        ds = ds.map(SpeechActor, fn_constructor_args=(out_uri, config.speech),
+        ds = ds.map(SpeechActor, fn_constructor_args=(out_uri, config.speech, config.call_timeout_s,
+                                                      config.call_timeout_factor),
                     compute=ray.data.ActorPoolStrategy(size=config.speech_actors),
                     num_gpus=config.gpus_per_actor or None, num_cpus=config.cpus_per_actor)
         parts.append(ds)
