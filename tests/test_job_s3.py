@@ -23,8 +23,8 @@ from pipelines.flow import RunConfig, run
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples" / "calls"
-FIRST = {"sample-02-handoff": ".wav", "sample-03-standard": ".mp3"}
-LATER = {"sample-04-handoff-good": ".ogg"}
+FIRST = {"sample-02-handoff": ".wav", "sample-04-handoff-good": ".ogg"}
+LATER = {"sample-01-escalation": ".flac"}
 
 pytestmark = pytest.mark.slow
 
@@ -102,8 +102,8 @@ def scenario(s3, tmp_path_factory):
     return steps
 
 
-STANDARD_RULE = "  standard:\n    talk_ratio: [0.40, 0.60]"
-CHANGED_RULE = "  standard:\n    talk_ratio: [0.70, 0.90]"
+STANDARD_RULE = "  handoff:\n    talk_ratio: [0.40, 0.55]"
+CHANGED_RULE = "  handoff:\n    talk_ratio: [0.70, 0.90]"
 
 
 def test_first_run_writes_every_artifact(s3, scenario):
@@ -143,11 +143,13 @@ def test_rescore_with_a_changed_rule_changes_verdicts_without_asr(s3, scenario):
     old = {r["call_id"]: r for r in _reports(client, old_version)}
     new = {r["call_id"]: r for r in _reports(client, new_version)}
     assert set(new) == {*FIRST, *LATER} and set(old) == {*FIRST, *LATER}   # old reports kept
-    std_new, std_old = new["sample-03-standard"], old["sample-03-standard"]
-    assert std_new["call_type"] == std_old["call_type"] == "standard"
-    assert std_new["talk_ratio"]["expected"] == [0.70, 0.90]
-    assert std_old["talk_ratio"]["within_expected"] is True
-    assert std_new["talk_ratio"]["within_expected"] is False
+    for call_id in FIRST:                       # the two handoffs: the changed rule's calls
+        assert new[call_id]["call_type"] == old[call_id]["call_type"] == "handoff"
+        assert new[call_id]["talk_ratio"]["expected"] == [0.70, 0.90]
+        assert old[call_id]["talk_ratio"]["within_expected"] is True
+        assert new[call_id]["talk_ratio"]["within_expected"] is False
+    esc = "sample-01-escalation"                # not a handoff: its verdict stays
+    assert new[esc]["talk_ratio"] == old[esc]["talk_ratio"]
     # Verdicts the changed rule does not touch stay as they were.
     for call_id in new:
         assert new[call_id]["call_type"] == old[call_id]["call_type"]
@@ -155,8 +157,9 @@ def test_rescore_with_a_changed_rule_changes_verdicts_without_asr(s3, scenario):
         assert new[call_id]["talk_ratio"]["agent"] == old[call_id]["talk_ratio"]["agent"]
     calls = _table(env, "calls")
     assert set(calls["ruleset_version"]) == {new_version}
-    row = calls.filter(pl.col("call_id") == "sample-03-standard")
-    assert row["talk_ratio_within_expected"].item() is False
+    for call_id in FIRST:
+        row = calls.filter(pl.col("call_id") == call_id)
+        assert row["talk_ratio_within_expected"].item() is False
 
 
 def test_tables_read_from_s3_equal_what_the_reports_imply(s3, scenario):

@@ -1,0 +1,1 @@
+"""Speech stage: voice activity detection and speaker diarization."""
