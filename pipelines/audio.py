@@ -113,8 +113,8 @@ def decode(data: bytes, *, max_duration_s: float | None = None, max_channels: in
     if not np.all(np.isfinite(samples)):
         raise AudioError("audio contains NaN or infinite samples")
     decoded_s = samples.shape[1] / SAMPLE_RATE
-    if codec in EXACT_LENGTH_CODECS and declared_s and declared_s - decoded_s > max(1.0, 0.1 * declared_s):
-        raise AudioError(f"truncated: the header declares {declared_s:.1f} s but only "
+    if codec in EXACT_LENGTH_CODECS and declared_s and declared_s - decoded_s > max(0.25, 0.02 * declared_s):
+        raise AudioError(f"truncated or corrupt: the header declares {declared_s:.1f} s but only "
                          f"{decoded_s:.1f} s of audio is present")
     if codec.startswith("pcm_f"):
         over = float(np.mean(np.abs(samples) > 1.0))
