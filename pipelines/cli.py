@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-duration", type=float, default=4 * 3600.0,
                    help="calls longer than this many seconds fail instead of being scored")
     s.add_argument("--ray-address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS or local)")
+    _pii_options(s)
     s.add_argument("--quiet", action="store_true")
 
     r = sub.add_parser("rescore", help="re-score every stored transcript with a rule set "
@@ -57,8 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true",
                    help="re-score calls already scored with this rule-set version")
     r.add_argument("--ray-address", default=None)
+    _pii_options(r)
     r.add_argument("--quiet", action="store_true")
     return p
+
+
+def _pii_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-pii-redaction", action="store_true",
+                   help="write transcripts, reports and tables unredacted (default: redact)")
+    p.add_argument("--pii-kinds", default="all",
+                   help="comma-separated kinds to redact: card_number, ssn, phone, email, "
+                        "account_number, date_of_birth (default: all)")
+    p.add_argument("--pii-token", default=None, help="replacement, default '[{kind}]'")
 
 
 def _since(value: str | None) -> float | None:
@@ -75,11 +86,14 @@ def _since(value: str | None) -> float | None:
 def _config(args):
     from .flow import RunConfig
     from .models import ModelConfig, default_model_root
+    from .pii import PiiConfig
     from .speech.stage import SpeechConfig
 
+    pii = PiiConfig.from_options(enabled=not args.no_pii_redaction, kinds=args.pii_kinds,
+                                 token_format=args.pii_token)
     if args.command == "rescore":
         return RunConfig(input="", output=args.output, ruleset=args.ruleset,
-                         ray_address=args.ray_address)
+                         ray_address=args.ray_address, pii=pii)
 
     models = ModelConfig(root=args.models or default_model_root(), asr=args.asr_model,
                          diarization=args.diarization_model)
@@ -89,7 +103,8 @@ def _config(args):
     return RunConfig(input=args.input, output=args.output, speech=speech, ruleset=args.ruleset,
                      speech_actors=args.speech_actors, gpus_per_actor=args.gpus_per_actor,
                      max_duration_s=args.max_duration, limit=args.limit,
-                     since=_since(args.since), prefix=args.prefix, ray_address=args.ray_address)
+                     since=_since(args.since), prefix=args.prefix, ray_address=args.ray_address,
+                     pii=pii)
 
 
 def main(argv: list[str] | None = None) -> int:

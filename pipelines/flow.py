@@ -30,6 +30,7 @@ import numpy as np
 from .audio import AUDIO_EXTENSIONS, Audio, AudioError, SAMPLE_RATE, decode
 from . import ledger as ledger_mod
 from .ledger import Entry
+from .pii import PiiConfig, redact_text, redact_transcript
 from .speech.stage import SpeechConfig
 from .storage import ObjectInfo, Store, open_store
 from .coaching.features import turn_features
@@ -59,6 +60,7 @@ class RunConfig:
     prefix: str = ""                         # only inputs under this sub-prefix
     ray_address: str | None = None
     num_cpus: int | None = None              # local Ray only
+    pii: PiiConfig = field(default_factory=PiiConfig)   # redaction of everything written
 
 
 # -- naming ------------------------------------------------------------------------------
@@ -105,9 +107,11 @@ def sidecar_key(audio_key: str) -> str:
 
 # -- row helpers ------------------------------------------------------------------------
 
-def _failed(row: dict, stage: str, reason: str) -> dict:
+def _failed(row: dict, stage: str, reason: str, pii: PiiConfig | None = None) -> dict:
+    """A failure row.  Reasons can quote content (an exception message), so they are
+    redacted like everything else that is written."""
     out = dict(row)
-    out.update(status="failed", stage=stage, error=reason[:500])
+    out.update(status="failed", stage=stage, error=redact_text(reason, pii or PiiConfig())[0][:500])
     return out
 
 
@@ -125,7 +129,7 @@ def _ok(row: dict, **values) -> dict:
 ROW = {"key": "", "call_id": "", "size": 0, "etag": "", "path": "transcribe", "status": "ok",
        "stage": "", "error": "", "metadata": "{}", "pcm": b"", "channels": 0,
        "duration_s": 0.0, "audio": "{}", "transcript": "", "timings": "{}", "table_row": "",
-       "entry": ""}
+       "entry": "", "pii": "{}"}
 
 
 def _row(item: dict, **values) -> dict:
@@ -200,7 +204,7 @@ class SpeechActor:
     """GPU (or CPU) actor: diarization + ASR + roles; writes the transcript artifact."""
 
     def __init__(self, output_uri: str, speech: SpeechConfig, timeout_base_s: float = 120.0,
-                 timeout_factor: float = 3.0):
+                 timeout_factor: float = 3.0, pii: PiiConfig | None = None):
         from .coaching.features import get_encoder
         from .speech.stage import SpeechStage
 
@@ -208,6 +212,7 @@ class SpeechActor:
         self.stage = SpeechStage(speech)
         get_encoder()   # load the sentence encoder once per actor, not on the first call
         self.timeout_base_s, self.timeout_factor = timeout_base_s, timeout_factor
+        self.pii = pii or PiiConfig()
 
     def __call__(self, row: dict) -> dict:
         if row["status"] != "ok":
@@ -225,19 +230,25 @@ class SpeechActor:
                 missing = ({"agent", "customer"} - roles).pop()
                 return _failed(dict(row, pcm=b""), "speech",
                                f"only one party heard: no {missing} speech found")
-            # Rule-independent coaching features, computed once with the transcript so a
-            # re-score with new rules never repeats them.
+            # Nothing unredacted is ever written: redact before the artifact exists.
+            t0 = time.perf_counter()
+            transcript, pii_counts = redact_transcript(transcript, self.pii)
+            timings["pii_s"] = time.perf_counter() - t0
+            # Rule-independent coaching features, computed once with the (redacted)
+            # transcript so a re-score with new rules never repeats them.
             t0 = time.perf_counter()
             transcript = _with_source(transcript, row, turn_features(transcript))
             timings["features_s"] = time.perf_counter() - t0
             data = transcript.to_json()
             self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", data, "application/json")
-            return _ok(row, pcm=b"", transcript=data.decode("utf-8"), timings=json.dumps(timings))
+            return _ok(row, pcm=b"", transcript=data.decode("utf-8"), timings=json.dumps(timings),
+                       pii=json.dumps(pii_counts))
         except CallTimeout as exc:
-            return _failed(dict(row, pcm=b""), "speech", str(exc))
+            return _failed(dict(row, pcm=b""), "speech", str(exc), self.pii)
         except Exception as exc:
-            log.error("speech failed for %s: %s", row["call_id"], traceback.format_exc())
-            return _failed(dict(row, pcm=b""), "speech", f"{type(exc).__name__}: {exc}")
+            log.error("speech failed for %s: %s", row["call_id"],
+                      redact_text(traceback.format_exc(), self.pii)[0])
+            return _failed(dict(row, pcm=b""), "speech", f"{type(exc).__name__}: {exc}", self.pii)
 
     def timeout_s(self, duration_s: float) -> float:
         """Time a call may take in the speech stage: generous (CPU real-time factor is
@@ -269,13 +280,14 @@ class Score:
     """CPU: transcript -> coaching report; writes report JSON + HTML and the ledger entry."""
 
     def __init__(self, output_uri: str, ruleset_path: str | None, speech_fingerprint: str,
-                 run_id: str):
+                 run_id: str, pii: PiiConfig | None = None):
         from .coaching.rules import default_ruleset, load_ruleset
 
         self.store = open_store(output_uri)
         self.ruleset = load_ruleset(ruleset_path) if ruleset_path else default_ruleset()
         self.fingerprint = speech_fingerprint
         self.run_id = run_id
+        self.pii = pii or PiiConfig()
 
     def __call__(self, row: dict) -> dict:
         if row["status"] != "ok":
@@ -287,6 +299,15 @@ class Score:
             from .transcript import Transcript
 
             transcript = Transcript.from_json(row["transcript"])
+            # Idempotent on redacted transcripts; redacts any stored before redaction (or
+            # with other settings) and replaces the stored artifact with the redacted one.
+            redacted, pii_counts = redact_transcript(transcript, self.pii)
+            if redacted.turns != transcript.turns or redacted.models != transcript.models:
+                if redacted.features is None:
+                    redacted = dataclasses.replace(redacted, features=turn_features(redacted))
+                self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", redacted.to_json(),
+                                 "application/json")
+            transcript = redacted
             report = score_call(transcript, self.ruleset)
             prefix = f"{REPORTS}/{report['ruleset_version']}/{row['call_id']}"
             self.store.write(prefix + ".json", report_json(report), "application/json")
@@ -305,11 +326,14 @@ class Score:
             ledger_mod.record(self.store, entry, table_row)
             return _ok(row, transcript="", duration_s=float(transcript.duration_s),
                        table_row=json.dumps(table_row, default=str),
-                       entry=json.dumps(dataclasses.asdict(entry)))
+                       entry=json.dumps(dataclasses.asdict(entry)),
+                       # a fresh transcript was redacted (and counted) by the speech stage
+                       pii=row["pii"] if row["path"] == "transcribe" else json.dumps(pii_counts))
         except Exception as exc:
-            log.error("scoring failed for %s: %s", row["call_id"], traceback.format_exc())
+            log.error("scoring failed for %s: %s", row["call_id"],
+                      redact_text(traceback.format_exc(), self.pii)[0])
             return self._finish_failed(_failed(dict(row, transcript=""), "score",
-                                               f"{type(exc).__name__}: {exc}"))
+                                               f"{type(exc).__name__}: {exc}", self.pii))
 
     def _fingerprint_of(self, row: dict) -> str:
         """A fresh transcript has this run's fingerprint; a re-scored one keeps its own."""
@@ -344,6 +368,8 @@ class RunSummary:
     asr_s: float = 0.0
     diarize_s: float = 0.0
     ruleset_version: str = ""
+    pii_redacted: dict = field(default_factory=dict)   # values redacted per kind (never the values)
+    pii_config: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
 
     @property
@@ -356,7 +382,8 @@ class RunSummary:
                 "failed": self.failed, "audio_hours": round(self.audio_s / 3600, 4),
                 "wall_s": round(self.wall_s, 1), "real_time_factor": round(self.rtf, 4),
                 "asr_s": round(self.asr_s, 1), "diarize_s": round(self.diarize_s, 1),
-                "ruleset_version": self.ruleset_version, "failures": self.failures}
+                "ruleset_version": self.ruleset_version, "pii_redacted": self.pii_redacted,
+                "pii_config": self.pii_config, "failures": self.failures}
 
 
 def init_ray(config: RunConfig) -> None:
@@ -448,7 +475,7 @@ def _execute(config: RunConfig, out_uri: str, transcribe: list[dict], rescore: l
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 2)),
                     num_cpus=0.5)
         ds = ds.map(SpeechActor, fn_constructor_args=(out_uri, config.speech, config.call_timeout_s,
-                                                      config.call_timeout_factor),
+                                                      config.call_timeout_factor, config.pii),
                     compute=ray.data.ActorPoolStrategy(size=config.speech_actors),
                     num_gpus=config.gpus_per_actor or None, num_cpus=config.cpus_per_actor)
         parts.append(ds)
@@ -458,7 +485,7 @@ def _execute(config: RunConfig, out_uri: str, transcribe: list[dict], rescore: l
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.25)
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    ds = ds.map(Score, fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id),
+    ds = ds.map(Score, fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id, config.pii),
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5)
     yield from ds.iter_rows()
 
@@ -520,7 +547,7 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
         the_plan = plan(calls, ledger, fingerprint, ruleset_version, force)
 
     summary = RunSummary(run_id=run_id, calls=len(calls), unchanged=len(the_plan.unchanged),
-                         ruleset_version=ruleset_version)
+                         ruleset_version=ruleset_version, pii_config=config.pii.describe())
     log.info("run %s: %d calls: %d to transcribe, %d to re-score, %d unchanged", run_id,
              len(calls), len(the_plan.transcribe), len(the_plan.rescore), len(the_plan.unchanged))
     results: list[dict] = []
@@ -533,6 +560,8 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
             if out["status"] == "ok":
                 summary.scored += 1
                 timings = json.loads(out["timings"])
+                for kind, n in json.loads(out["pii"] or "{}").items():
+                    summary.pii_redacted[kind] = summary.pii_redacted.get(kind, 0) + n
                 if out["path"] == "transcribe":
                     summary.transcribed += 1
                     summary.audio_s += float(out["duration_s"])
