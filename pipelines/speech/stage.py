@@ -9,6 +9,7 @@ One ``SpeechStage`` holds its models for its whole life (one per Ray actor).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -33,6 +34,8 @@ class SpeechConfig:
     beam_size: int = 5
     language: str | None = "en"
     initial_prompt: str | None = None
+    cpu_threads: int = 0               # CPU inference threads; 0: every core of the node
+    two_party: bool = True             # contact-centre calls: agent + customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +69,21 @@ class SpeechStage:
 
         self.config = config or SpeechConfig()
         mc = self.config.models
+        # Ray caps OMP threads at the actor's CPU share; CPU inference wants the node's
+        # cores (decode and scoring beside it are light).
+        threads = self.config.cpu_threads or os.cpu_count() or 1
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except Exception:
+            pass
         asr_dir = resolve(mc.location(mc.asr), cache_dir=mc.cache_dir)
         self.transcriber = Transcriber(AsrConfig(
             model_dir=str(asr_dir), device=self.config.device,
             compute_type=self.config.compute_type, batch_size=self.config.batch_size,
             beam_size=self.config.beam_size, language=self.config.language,
-            initial_prompt=self.config.initial_prompt))
+            initial_prompt=self.config.initial_prompt, cpu_threads=threads))
         self._make_diarizer = make_diarizer
         self._diarizers: dict[str, object] = {}
 
