@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help="folder or s3:// prefix with recorded calls")
     s.add_argument("--output", required=True, help="folder or s3:// prefix for results")
     s.add_argument("--ruleset", default=None, help="rule-set YAML (default: the built-in rules)")
+    s.add_argument("--categories", default=None,
+                   help="issue-categories YAML (default: pipelines/rules/categories.yaml)")
+    s.add_argument("--as-of", default=None,
+                   help="'now' for open/broken commitments, ISO 8601 (default: latest call)")
     s.add_argument("--models", default=None,
                    help="model root, folder or s3:// (default: $CALLCOACH_MODELS or ./models)")
     s.add_argument("--asr-model", default="whisper-base", help="ASR model dir under --models")
@@ -55,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "(CPU only: no audio is read, nothing is transcribed)")
     r.add_argument("--output", required=True, help="the folder or s3:// prefix of an earlier run")
     r.add_argument("--ruleset", default=None, help="rule-set YAML (default: the built-in rules)")
+    r.add_argument("--categories", default=None, help="issue-categories YAML")
+    r.add_argument("--as-of", default=None, help="'now' for commitments, ISO 8601")
     r.add_argument("--force", action="store_true",
                    help="re-score calls already scored with this rule-set version")
     r.add_argument("--ray-address", default=None)
@@ -93,6 +99,7 @@ def _config(args):
                                  token_format=args.pii_token)
     if args.command == "rescore":
         return RunConfig(input="", output=args.output, ruleset=args.ruleset,
+                         categories=args.categories, as_of=args.as_of,
                          ray_address=args.ray_address, pii=pii)
 
     models = ModelConfig(root=args.models or default_model_root(), asr=args.asr_model,
@@ -101,6 +108,7 @@ def _config(args):
                           compute_type=args.compute_type, batch_size=args.batch_size,
                           language=None if args.language == "auto" else args.language)
     return RunConfig(input=args.input, output=args.output, speech=speech, ruleset=args.ruleset,
+                     categories=args.categories, as_of=args.as_of,
                      speech_actors=args.speech_actors, gpus_per_actor=args.gpus_per_actor,
                      max_duration_s=args.max_duration, limit=args.limit,
                      since=_since(args.since), prefix=args.prefix, ray_address=args.ray_address,

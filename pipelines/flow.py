@@ -49,6 +49,8 @@ class RunConfig:
     output: str
     speech: SpeechConfig = field(default_factory=SpeechConfig)
     ruleset: str | None = None              # path to a rule-set YAML; None: the default
+    categories: str | None = None           # path to an issue-categories YAML; None: default
+    as_of: str | None = None                # commitments' "now" (ISO); None: latest call
     speech_actors: int = 1
     gpus_per_actor: float = 0.0
     cpus_per_actor: float = 1.0
@@ -129,7 +131,7 @@ def _ok(row: dict, **values) -> dict:
 ROW = {"key": "", "call_id": "", "size": 0, "etag": "", "path": "transcribe", "status": "ok",
        "stage": "", "error": "", "metadata": "{}", "pcm": b"", "channels": 0,
        "duration_s": 0.0, "audio": "{}", "transcript": "", "timings": "{}", "table_row": "",
-       "entry": "", "pii": "{}"}
+       "entry": "", "pii": "{}", "insight_row": ""}
 
 
 def _row(item: dict, **values) -> dict:
@@ -280,11 +282,14 @@ class Score:
     """CPU: transcript -> coaching report; writes report JSON + HTML and the ledger entry."""
 
     def __init__(self, output_uri: str, ruleset_path: str | None, speech_fingerprint: str,
-                 run_id: str, pii: PiiConfig | None = None):
+                 run_id: str, pii: PiiConfig | None = None, categories_path: str | None = None):
         from .coaching.rules import default_ruleset, load_ruleset
+        from .insights.categories import default_categories, load_categories
 
         self.store = open_store(output_uri)
         self.ruleset = load_ruleset(ruleset_path) if ruleset_path else default_ruleset()
+        self.categories = load_categories(categories_path) if categories_path else default_categories()
+        self.categories.check_acts(self.ruleset)
         self.fingerprint = speech_fingerprint
         self.run_id = run_id
         self.pii = pii or PiiConfig()
@@ -309,6 +314,11 @@ class Score:
                                  "application/json")
             transcript = redacted
             report = score_call(transcript, self.ruleset)
+            from .insights.detect import call_insights
+            from .insights.tables import insight_row
+
+            irow = insight_row(call_insights(transcript, report, self.categories,
+                                             ruleset=self.ruleset), report)
             prefix = f"{REPORTS}/{report['ruleset_version']}/{row['call_id']}"
             self.store.write(prefix + ".json", report_json(report), "application/json")
             self.store.write(prefix + ".html", render_html(report, transcript).encode("utf-8"),
@@ -322,10 +332,12 @@ class Score:
                 speech_fingerprint=self._fingerprint_of(row),
                 asr_model=str(transcript.models.get("asr", "")),
                 diarization_model=str(transcript.models.get("diarization", "")),
-                ruleset_version=report["ruleset_version"], status="scored", run_id=self.run_id)
-            ledger_mod.record(self.store, entry, table_row)
+                ruleset_version=report["ruleset_version"],
+                categories_version=self.categories.version, status="scored", run_id=self.run_id)
+            ledger_mod.record(self.store, entry, table_row, irow)
             return _ok(row, transcript="", duration_s=float(transcript.duration_s),
                        table_row=json.dumps(table_row, default=str),
+                       insight_row=json.dumps(irow, default=str),
                        entry=json.dumps(dataclasses.asdict(entry)),
                        # a fresh transcript was redacted (and counted) by the speech stage
                        pii=row["pii"] if row["path"] == "transcribe" else json.dumps(pii_counts))
@@ -428,10 +440,16 @@ def speech_fingerprint(speech: SpeechConfig) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _ruleset_version(path: str | None) -> str:
+def _versions(config: RunConfig) -> tuple[str, str]:
+    """(rule-set version, categories version); loading them here also fails fast, before
+    any work starts, on a malformed rule or categories file."""
     from .coaching.rules import default_ruleset, load_ruleset
+    from .insights.categories import default_categories, load_categories
 
-    return (load_ruleset(path) if path else default_ruleset()).version
+    rules = load_ruleset(config.ruleset) if config.ruleset else default_ruleset()
+    cats = load_categories(config.categories) if config.categories else default_categories()
+    cats.check_acts(rules)
+    return rules.version, cats.version
 
 
 @dataclass
@@ -447,7 +465,7 @@ DETERMINISTIC_FAILURES = ("decode", "sidecar")
 
 
 def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_version: str,
-         force: bool = False) -> Plan:
+         force: bool = False, categories_version: str | None = None) -> Plan:
     p = Plan([], [], [])
     for c in calls:
         e = ledger.get(c["call_id"])
@@ -456,7 +474,8 @@ def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_
             p.unchanged.append(c)
         elif force or not same or e.status != "scored" or e.speech_fingerprint != fingerprint:
             p.transcribe.append(c)
-        elif e.ruleset_version != ruleset_version:
+        elif e.ruleset_version != ruleset_version or (
+                categories_version is not None and e.categories_version != categories_version):
             p.rescore.append(dict(c, entry=json.dumps(dataclasses.asdict(e))))
         else:
             p.unchanged.append(c)
@@ -485,26 +504,31 @@ def _execute(config: RunConfig, out_uri: str, transcribe: list[dict], rescore: l
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.25)
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    ds = ds.map(Score, fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id, config.pii),
+    ds = ds.map(Score, fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id, config.pii,
+                                            config.categories),
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5)
     yield from ds.iter_rows()
 
 
 def _finish(out_store: Store, ledger: dict[str, Entry], pending_rows: dict[str, dict],
-            results: list[dict], summary: RunSummary) -> None:
+            pending_insights: dict[str, dict], results: list[dict], config: RunConfig) -> None:
     """Fold this run's results into the ledger and rebuild the tables."""
     import polars as pl
 
-    from .tables import CALL_COLUMNS, calls_frame, failures_frame, read_table, write_tables
+    from .insights.tables import INSIGHT_COLUMNS, build_tables, insights_frame
+    from .tables import (CALL_COLUMNS, calls_frame, failures_frame, read_table, write_partitioned,
+                         write_tables)
 
-    new_rows = dict(pending_rows)
+    new_rows, new_insights = dict(pending_rows), dict(pending_insights)
     for r in results:
         entry = Entry(**json.loads(r["entry"]))
         ledger[entry.call_id] = entry
         if r["status"] == "ok":
             new_rows[entry.call_id] = json.loads(r["table_row"])
+            new_insights[entry.call_id] = json.loads(r["insight_row"])
         else:
             new_rows.pop(entry.call_id, None)
+            new_insights.pop(entry.call_id, None)
     calls = read_table(out_store, "calls", CALL_COLUMNS)
     failed_ids = {cid for cid, e in ledger.items() if e.status != "scored"}
     drop = set(new_rows) | failed_ids
@@ -518,6 +542,15 @@ def _finish(out_store: Store, ledger: dict[str, Entry], pending_rows: dict[str, 
                                for e in sorted(ledger.values(), key=lambda e: e.call_id)
                                if e.status != "scored"])
     write_tables(out_store, calls, failures)
+
+    insights = read_table(out_store, "insights", INSIGHT_COLUMNS)
+    if drop:
+        insights = insights.filter(~pl.col("call_id").is_in(sorted(drop)))
+    if new_insights:
+        insights = pl.concat([insights, insights_frame(list(new_insights.values()))],
+                             how="vertical_relaxed")
+    for name, df in build_tables(insights, calls, as_of=config.as_of).items():
+        write_partitioned(out_store, name, df)
     ledger_mod.commit(out_store, ledger)
 
 
@@ -529,22 +562,23 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
     out_store = open_store(config.output)
     fingerprint = speech_fingerprint(config.speech)
-    ruleset_version = _ruleset_version(config.ruleset)
-    ledger, pending_rows = ledger_mod.load(out_store)
+    ruleset_version, categories_version = _versions(config)
+    ledger, pending_rows, pending_insights = ledger_mod.load(out_store)
 
     if rescore_only:
         calls = _stored_transcripts(out_store, ledger)
         the_plan = Plan([], [], [])
         for c in calls:
             e = ledger.get(c["call_id"])
-            if force or e is None or e.ruleset_version != ruleset_version:
+            if force or e is None or e.ruleset_version != ruleset_version \
+                    or e.categories_version != categories_version:
                 the_plan.rescore.append(c)
             else:
                 the_plan.unchanged.append(c)
     else:
         calls = list_calls(open_store(config.input), config.limit, config.since, config.prefix)
         calls = _disambiguate(calls, ledger)
-        the_plan = plan(calls, ledger, fingerprint, ruleset_version, force)
+        the_plan = plan(calls, ledger, fingerprint, ruleset_version, force, categories_version)
 
     summary = RunSummary(run_id=run_id, calls=len(calls), unchanged=len(the_plan.unchanged),
                          ruleset_version=ruleset_version, pii_config=config.pii.describe())
@@ -556,7 +590,8 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
         for out in _execute(config, config.output, the_plan.transcribe, the_plan.rescore,
                             fingerprint, run_id):
             results.append({k: out[k] for k in ("call_id", "key", "status", "stage", "error",
-                                                 "size", "etag", "entry", "table_row")})
+                                                 "size", "etag", "entry", "table_row",
+                                                 "insight_row")})
             if out["status"] == "ok":
                 summary.scored += 1
                 timings = json.loads(out["timings"])
@@ -575,7 +610,7 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
                                          "stage": out["stage"], "reason": out["error"]})
             if progress:
                 progress(len(results), todo, out)
-    _finish(out_store, ledger, pending_rows, results, summary)
+    _finish(out_store, ledger, pending_rows, pending_insights, results, config)
     summary.wall_s = time.perf_counter() - started
     doc = json.dumps(summary.to_dict(), indent=1).encode()
     out_store.write(f"runs/{run_id}.json", doc, "application/json")

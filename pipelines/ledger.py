@@ -39,6 +39,7 @@ class Entry:
     asr_model: str = ""
     diarization_model: str = ""
     ruleset_version: str = ""
+    categories_version: str = ""
     status: str = "scored"
     stage: str = ""
     reason: str = ""
@@ -51,29 +52,35 @@ class Entry:
 _SCHEMA = {f.name: (pl.Int64 if f.name == "size" else pl.String) for f in fields(Entry)}
 
 
-def load(store) -> tuple[dict[str, Entry], dict[str, dict]]:
-    """The ledger (snapshot + pending entries) and the table rows of pending entries."""
+def load(store) -> tuple[dict[str, Entry], dict[str, dict], dict[str, dict]]:
+    """The ledger (snapshot + pending entries), and the calls-table rows and insight rows
+    of pending entries."""
     ledger: dict[str, Entry] = {}
     if store.exists(SNAPSHOT):
         df = pl.read_parquet(io.BytesIO(store.read(SNAPSHOT)))
         for row in df.iter_rows(named=True):
             ledger[row["call_id"]] = Entry(**{k: row[k] for k in _SCHEMA if k in row})
     pending_rows: dict[str, dict] = {}
+    pending_insights: dict[str, dict] = {}
     for obj in store.list(ENTRIES, (".json",)):
         doc = json.loads(store.read(obj.key))
         entry = Entry(**doc["entry"])
         ledger[entry.call_id] = entry
         if doc.get("table_row"):
             pending_rows[entry.call_id] = doc["table_row"]
-    return ledger, pending_rows
+        if doc.get("insight_row"):
+            pending_insights[entry.call_id] = doc["insight_row"]
+    return ledger, pending_rows, pending_insights
 
 
 def entry_key(call_id: str) -> str:
     return f"{ENTRIES}/{call_id}.json"
 
 
-def record(store, entry: Entry, table_row: Mapping | None) -> None:
-    doc = {"entry": asdict(entry), "table_row": dict(table_row) if table_row else None}
+def record(store, entry: Entry, table_row: Mapping | None,
+           insight_row: Mapping | None = None) -> None:
+    doc = {"entry": asdict(entry), "table_row": dict(table_row) if table_row else None,
+           "insight_row": dict(insight_row) if insight_row else None}
     store.write(entry_key(entry.call_id), json.dumps(doc, default=str).encode(), "application/json")
 
 

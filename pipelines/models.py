@@ -109,8 +109,13 @@ def resolve(location: str, *, cache_dir: str | Path = DEFAULT_CACHE, s3_client=N
     """A local directory holding the model named by ``location`` (path or s3:// URI).
 
     s3:// directories are downloaded once per node into ``cache_dir`` (under a lock, so
-    concurrent actors on one node download once), verified, then reused.
+    concurrent actors on one node download once), verified, then reused.  ``hf://org/name``
+    (optionally ``@revision``) names a Hugging Face Hub repository: fetched only where a
+    deployment allows it with CALLCOACH_ALLOW_HUB=1 (and HF_TOKEN for gated models);
+    otherwise refused, so nothing reaches for the network by surprise.
     """
+    if location.startswith("hf://"):
+        return _resolve_hub(location, Path(cache_dir).expanduser())
     if not location.startswith("s3://"):
         path = Path(location.removeprefix("file://")).expanduser()
         if not path.is_dir():
@@ -127,6 +132,19 @@ def resolve(location: str, *, cache_dir: str | Path = DEFAULT_CACHE, s3_client=N
             return target
         _download_s3_dir(location, target, s3_client)
     return target
+
+
+def _resolve_hub(location: str, cache: Path) -> Path:
+    repo, _, revision = location[len("hf://"):].partition("@")
+    if os.environ.get("CALLCOACH_ALLOW_HUB") != "1":
+        raise ModelError(f"{location}: model hub downloads are disabled; set CALLCOACH_ALLOW_HUB=1 "
+                         "where the deployment has network access, or publish the model to a "
+                         "folder or s3:// prefix with a checksums.sha256 manifest")
+    from huggingface_hub import snapshot_download
+
+    path = Path(snapshot_download(repo_id=repo, revision=revision or None,
+                                  cache_dir=str(cache / "hub"), token=os.environ.get("HF_TOKEN")))
+    return path
 
 
 def _download_s3_dir(uri: str, target: Path, s3_client=None) -> None:

@@ -43,6 +43,10 @@ def test_plan_sorts_calls_into_transcribe_rescore_and_unchanged():
     assert sorted(c["call_id"] for c in p.unchanged) == ["bad-bytes", "same"]
     forced = plan(calls, ledger, FP, RULES, force=True)
     assert len(forced.transcribe) == len(calls)
+    # new issue categories re-score (no ASR) every call scored with the old ones
+    by_cats = plan([_call("same")], {"same": _entry("same", categories_version="c1")}, FP, RULES,
+                   categories_version="c2")
+    assert [c["call_id"] for c in by_cats.rescore] == ["same"] and not by_cats.transcribe
 
 
 def test_call_ids_are_file_stems_made_safe_and_unique():
@@ -68,11 +72,14 @@ def test_ledger_survives_a_crash_between_entries_and_snapshot(tmp_path):
     store = LocalStore(tmp_path)
     commit(store, {"a": _entry("a")})
     record(store, _entry("b"), {"call_id": "b", "call_type": "standard"})   # then the run dies
-    ledger, pending = load(store)
-    assert set(ledger) == {"a", "b"} and pending == {"b": {"call_id": "b", "call_type": "standard"}}
+    record(store, _entry("c"), {"call_id": "c"}, {"call_id": "c", "category": "billing"})
+    ledger, pending, pending_insights = load(store)
+    assert set(ledger) == {"a", "b", "c"}
+    assert pending["b"] == {"call_id": "b", "call_type": "standard"}
+    assert pending_insights == {"c": {"call_id": "c", "category": "billing"}}
     commit(store, ledger)
     assert list(store.list("state/entries")) == []
-    assert set(load(store)[0]) == {"a", "b"}
+    assert set(load(store)[0]) == {"a", "b", "c"}
 
 
 def test_speech_fingerprint_ignores_speed_settings_but_not_models():

@@ -195,3 +195,10 @@ def test_tables_read_from_s3_equal_what_the_reports_imply(s3, scenario):
     agent = _table(env, "agent_daily")
     assert agent["calls"].sum() == len(reports)
     assert _table(env, "failures").height == 0
+    # cross-call insights land beside them, one insight row per scored call
+    insights = _table(env, "insights")
+    assert sorted(insights["call_id"]) == sorted(reports)
+    recurring = _table(env, "recurring_issues")
+    assert recurring["calls"].sum() == len(reports)
+    for name in ("commitments", "commitments_by_agent", "recognition"):
+        _table(env, name)                      # readable straight from the prefix

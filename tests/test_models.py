@@ -237,3 +237,12 @@ def test_resolve_s3_refuses_a_dir_without_manifest(s3_bucket, tmp_path):
     with pytest.raises(ModelError, match="no checksums.sha256 manifest"):
         resolve(f"s3://{s3_bucket}/models/does-not-exist", cache_dir=cache, s3_client=client)
     _cache_is_clean(cache)
+
+
+def test_hub_models_are_refused_unless_the_deployment_allows_them(monkeypatch, tmp_path):
+    from pipelines.models import ModelError, resolve
+
+    monkeypatch.delenv("CALLCOACH_ALLOW_HUB", raising=False)
+    with pytest.raises(ModelError, match="CALLCOACH_ALLOW_HUB"):
+        resolve("hf://pyannote/speaker-diarization-community-1", cache_dir=tmp_path)
+    assert not any(tmp_path.iterdir())          # nothing fetched, nothing cached
