@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS or local)")
     _pii_options(s)
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="json: one JSON object per log line, progress included")
 
     r = sub.add_parser("rescore", help="re-score every stored transcript with a rule set "
                                        "(CPU only: no audio is read, nothing is transcribed)")
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", default=None)
     _pii_options(r)
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--log-format", choices=["text", "json"], default="text")
     return p
 
 
@@ -115,6 +118,29 @@ def _config(args):
                      pii=pii)
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log pipelines (CloudWatch, Loki, ...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+               "logger": record.name, "msg": record.getMessage()}
+        for key in ("event", "call_id", "done", "total", "status", "stage", "elapsed_s", "eta_s"):
+            if hasattr(record, key):
+                doc[key] = getattr(record, key)
+        return json.dumps(doc, default=str)
+
+
+def _setup_logging(args) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if getattr(args, "log_format", "text") == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if args.quiet else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -122,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args)
     from .flow import run
 
     try:
@@ -139,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         status = "ok" if row["status"] == "ok" else f"FAILED at {row['stage']}: {row['error']}"
         elapsed = time.time() - started
         eta = elapsed / done * (total - done) if done else 0
+        if args.log_format == "json":
+            logging.getLogger("callcoach.progress").info(
+                "call done", extra={"event": "call_done", "call_id": row["call_id"], "done": done,
+                                    "total": total, "status": row["status"],
+                                    "stage": row["stage"] or None,
+                                    "elapsed_s": round(elapsed, 1), "eta_s": round(eta, 1)})
+            return
         print(f"[{done}/{total}] {row['call_id']}: {status} (elapsed {elapsed:.0f}s, eta {eta:.0f}s)",
               flush=True)
 

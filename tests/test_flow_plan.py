@@ -88,3 +88,15 @@ def test_speech_fingerprint_ignores_speed_settings_but_not_models():
         SpeechConfig(device="cuda", compute_type="float16", batch_size=32))
     assert speech_fingerprint(base) != speech_fingerprint(SpeechConfig(language=None))
     assert speech_fingerprint(base) != speech_fingerprint(SpeechConfig(diarization="embedded"))
+
+
+def test_json_logs_are_one_object_per_line(capsys):
+    import logging
+
+    from pipelines.cli import JsonFormatter
+
+    record = logging.LogRecord("callcoach.progress", logging.INFO, __file__, 1, "call done", (), None)
+    record.call_id, record.done, record.total = "c1", 3, 10
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["msg"] == "call done" and doc["call_id"] == "c1" and (doc["done"], doc["total"]) == (3, 10)
+    assert doc["level"] == "INFO" and doc["logger"] == "callcoach.progress"
