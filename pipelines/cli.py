@@ -51,8 +51,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="re-process every selected call even if the ledger says it is unchanged")
     s.add_argument("--max-duration", type=float, default=4 * 3600.0,
                    help="calls longer than this many seconds fail instead of being scored")
+    s.add_argument("--max-call-memory", type=float, default=2048.0, metavar="MIB",
+                   help="calls whose decoded audio (16 kHz float32, all channels) would exceed "
+                        "this many MiB fail instead of being scored (default 2048)")
     s.add_argument("--ray-address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS or local)")
     _pii_options(s)
+    _sse_options(s)
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="json: one JSON object per log line, progress included")
@@ -67,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="re-score calls already scored with this rule-set version")
     r.add_argument("--ray-address", default=None)
     _pii_options(r)
+    _sse_options(r)
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--log-format", choices=["text", "json"], default="text")
     return p
@@ -79,6 +84,28 @@ def _pii_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated kinds to redact: card_number, ssn, phone, email, "
                         "account_number, date_of_birth (default: all)")
     p.add_argument("--pii-token", default=None, help="replacement, default '[{kind}]'")
+
+
+def _sse_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sse", default=None, choices=["AES256", "aws:kms"],
+                   help="server-side encryption of every object written to an s3:// output: "
+                        "AES256 (SSE-S3) or aws:kms (SSE-KMS; default: the bucket's setting)")
+    p.add_argument("--sse-kms-key-id", default=None, metavar="KEY",
+                   help="KMS key id or ARN for --sse aws:kms (default: the account's aws/s3 key)")
+
+
+def _sse(args) -> dict | None:
+    """PutObject arguments for the requested server-side encryption (ValueError: misuse)."""
+    if args.sse_kms_key_id and args.sse != "aws:kms":
+        raise ValueError("--sse-kms-key-id needs --sse aws:kms")
+    if not args.sse:
+        return None
+    if not args.output.startswith("s3://"):
+        raise ValueError("--sse applies to an s3:// --output only")
+    sse = {"ServerSideEncryption": args.sse}
+    if args.sse_kms_key_id:
+        sse["SSEKMSKeyId"] = args.sse_kms_key_id
+    return sse
 
 
 def _since(value: str | None) -> float | None:
@@ -103,7 +130,7 @@ def _config(args):
     if args.command == "rescore":
         return RunConfig(input="", output=args.output, ruleset=args.ruleset,
                          categories=args.categories, as_of=args.as_of,
-                         ray_address=args.ray_address, pii=pii)
+                         ray_address=args.ray_address, pii=pii, sse=_sse(args))
 
     models = ModelConfig(root=args.models or default_model_root(), asr=args.asr_model,
                          diarization=args.diarization_model)
@@ -115,7 +142,7 @@ def _config(args):
                      speech_actors=args.speech_actors, gpus_per_actor=args.gpus_per_actor,
                      max_duration_s=args.max_duration, limit=args.limit,
                      since=_since(args.since), prefix=args.prefix, ray_address=args.ray_address,
-                     pii=pii)
+                     pii=pii, sse=_sse(args), max_call_memory_mb=args.max_call_memory)
 
 
 class JsonFormatter(logging.Formatter):

@@ -32,7 +32,7 @@ from . import ledger as ledger_mod
 from .ledger import Entry
 from .pii import PiiConfig, redact_text, redact_transcript
 from .speech.stage import SpeechConfig
-from .storage import ObjectInfo, Store, open_store
+from .storage import ObjectInfo, Store, open_store, safe_key
 from .coaching.features import turn_features
 from .transcript import SCHEMA_VERSION as TRANSCRIPT_SCHEMA
 
@@ -63,6 +63,10 @@ class RunConfig:
     ray_address: str | None = None
     num_cpus: int | None = None              # local Ray only
     pii: PiiConfig = field(default_factory=PiiConfig)   # redaction of everything written
+    sse: dict | None = None                  # server-side encryption of every output write
+                                             # (S3 PutObject args), None: the bucket default
+    max_call_memory_mb: float = 2048.0       # per-call budget for decoded audio (float32 PCM)
+    max_task_retries: int = 3                # retries of a call whose worker died under it
 
 
 # -- naming ------------------------------------------------------------------------------
@@ -74,7 +78,10 @@ def call_ids(keys: list[str]) -> dict[str, str]:
     """call_id for each input key: the file name without extension, made safe.
 
     Never trusted as a path: unsafe characters are replaced, and when that changed the name
-    or two keys share a stem, a short hash of the full key keeps ids unique.
+    or two keys share a stem, a short hash of the full key keeps ids unique.  Ids are also
+    unique ignoring case (a case-insensitive file system would merge "A" and "a"), and an
+    unchanged name that happens to equal another key's hashed id cannot take it: every key
+    in such a clash gets a longer hash of its own.
     """
     stems = {}
     for key in keys:
@@ -90,6 +97,16 @@ def call_ids(keys: list[str]) -> dict[str, str]:
         if safe != stem or counts[stem] > 1:
             safe = f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
         out[key] = safe
+    for width in (16, 32, 64):
+        groups: dict[str, list[str]] = {}
+        for key, cid in out.items():
+            groups.setdefault(cid.lower(), []).append(key)
+        clashes = [k for ks in groups.values() if len(ks) > 1 for k in ks]
+        if not clashes:
+            break
+        for key in clashes:
+            base = _SAFE.sub("_", stems[key]).strip("._")[:120] or "call"
+            out[key] = f"{base}-{hashlib.sha256(key.encode()).hexdigest()[:width]}"
     return out
 
 
@@ -105,6 +122,36 @@ def list_calls(store: Store, limit: int | None = None, since: float | None = Non
 
 def sidecar_key(audio_key: str) -> str:
     return audio_key.rsplit(".", 1)[0] + ".json"
+
+
+def output_store(config: RunConfig) -> Store:
+    """The run's output store: server-side encryption, when configured, on every write."""
+    if config.sse:
+        if not config.output.startswith("s3://"):
+            raise ValueError("server-side encryption (--sse) needs an s3:// output")
+        return open_store(config.output, sse=dict(config.sse))
+    return open_store(config.output)
+
+
+def _as_store(where: str | Store) -> Store:
+    """Stages get the output Store itself (so its settings travel with it; an S3Store
+    pickles without its client) or, from older callers, a URI."""
+    return open_store(where) if isinstance(where, str) else where
+
+
+# Written and deleted by the driver before any work, to prove the output is writable (with
+# its encryption settings).  Under state/entries/, where the job may delete; hidden, so no
+# listing ever sees it.
+PROBE_KEY = f"{ledger_mod.ENTRIES}/.preflight"
+
+
+def preflight(config: RunConfig, out_store: Store, rescore_only: bool) -> None:
+    """Fail before any work starts (StorageError) when the output cannot be written or the
+    input cannot be read: unreachable endpoint, missing bucket or folder, refused
+    credentials, unusable encryption key."""
+    out_store.check(PROBE_KEY)
+    if not rescore_only:
+        open_store(config.input).check()
 
 
 # -- row helpers ------------------------------------------------------------------------
@@ -144,12 +191,19 @@ def _row(item: dict, **values) -> dict:
 class ReadDecode:
     """CPU: read the audio and its sidecar, decode to 16 kHz PCM."""
 
-    def __init__(self, input_uri: str, max_duration_s: float):
+    def __init__(self, input_uri: str, max_duration_s: float, max_memory_mb: float | None = None):
         self.store = open_store(input_uri)
         self.max_duration_s = max_duration_s
+        self.max_memory_mb = max_memory_mb
 
     def __call__(self, item: dict) -> dict:
         row = _row(item, path="transcribe")
+        try:
+            # A listed key that could name another object (a '..' or empty part, a leading
+            # '/', a backslash, a control character) is never read: it fails, once.
+            safe_key(row["key"])
+        except ValueError as exc:
+            return _failed(row, "key", f"input key refused: {exc}")
         try:
             metadata = {}
             skey = sidecar_key(row["key"])
@@ -161,7 +215,9 @@ class ReadDecode:
                 except ValueError as exc:
                     return _failed(row, "sidecar", f"invalid sidecar JSON {skey}: {exc}")
             data = self.store.read(row["key"])
-            audio = decode(data, max_duration_s=self.max_duration_s)
+            audio = self._decode(data)
+            if audio is None:
+                return _failed(row, "memory", self._over_budget())
             return _ok(row, metadata=json.dumps(metadata), pcm=audio.samples.tobytes(),
                        channels=audio.channels, duration_s=audio.duration_s,
                        audio=json.dumps({"source_rate": audio.source_rate, "codec": audio.codec,
@@ -170,6 +226,29 @@ class ReadDecode:
             return _failed(row, "decode", str(exc))
         except Exception as exc:
             return _failed(row, "read", f"{type(exc).__name__}: {exc}")
+
+    def _decode(self, data: bytes) -> Audio | None:
+        """Decode within the per-call memory budget: the decoder stops as soon as the PCM
+        would outgrow the budget (mono bound; a stereo call is checked once decoded), so
+        no input can make a worker allocate far beyond it.  None: over budget."""
+        if not self.max_memory_mb:
+            return decode(data, max_duration_s=self.max_duration_s)
+        budget_s = self.max_memory_mb * 2**20 / (SAMPLE_RATE * 4)
+        if budget_s >= self.max_duration_s:
+            audio = decode(data, max_duration_s=self.max_duration_s)
+        else:
+            try:
+                audio = decode(data, max_duration_s=budget_s)
+            except AudioError as exc:
+                if str(exc).startswith("longer than"):
+                    return None
+                raise
+        return None if audio.samples.nbytes > self.max_memory_mb * 2**20 else audio
+
+    def _over_budget(self) -> str:
+        return (f"decoded audio would exceed the per-call memory budget of "
+                f"{self.max_memory_mb:g} MiB (16 kHz float32 PCM, all channels; "
+                f"raise --max-call-memory to process it)")
 
 
 class CallTimeout(Exception):
@@ -210,7 +289,7 @@ class SpeechActor:
         from .coaching.features import get_encoder
         from .speech.stage import SpeechStage
 
-        self.store = open_store(output_uri)
+        self.store = _as_store(output_uri)
         self.stage = SpeechStage(speech)
         get_encoder()   # load the sentence encoder once per actor, not on the first call
         self.timeout_base_s, self.timeout_factor = timeout_base_s, timeout_factor
@@ -266,8 +345,8 @@ def _with_source(transcript, row, features):
 class ReadTranscript:
     """CPU: the stored transcript of a call (rescoring: no audio, no ASR)."""
 
-    def __init__(self, output_uri: str):
-        self.store = open_store(output_uri)
+    def __init__(self, output_uri: str | Store):
+        self.store = _as_store(output_uri)
 
     def __call__(self, item: dict) -> dict:
         row = _row(item, path="rescore")
@@ -286,7 +365,7 @@ class Score:
         from .coaching.rules import default_ruleset, load_ruleset
         from .insights.categories import default_categories, load_categories
 
-        self.store = open_store(output_uri)
+        self.store = _as_store(output_uri)
         self.ruleset = load_ruleset(ruleset_path) if ruleset_path else default_ruleset()
         self.categories = load_categories(categories_path) if categories_path else default_categories()
         self.categories.check_acts(self.ruleset)
@@ -461,7 +540,7 @@ class Plan:
 
 # A failure at these stages depends on the input bytes alone: retrying the same bytes
 # gives the same verdict, so an unchanged bad file is not re-read every night.
-DETERMINISTIC_FAILURES = ("decode", "sidecar")
+DETERMINISTIC_FAILURES = ("decode", "sidecar", "key")
 
 
 def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_version: str,
@@ -482,31 +561,38 @@ def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_
     return p
 
 
-def _execute(config: RunConfig, out_uri: str, transcribe: list[dict], rescore: list[dict],
+def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], rescore: list[dict],
              fingerprint: str, run_id: str) -> Iterator[dict]:
     import ray
 
     init_ray(config)
+    # A worker that dies under a call (killed, out of memory) is restarted and the call
+    # retried on it, at most max_task_retries times; a call that still kills its worker is
+    # dropped from the stream rather than failing the run (max_errored_blocks), and run()
+    # turns it into a failure row.  One call per block, so only that call is dropped.
+    ray.data.DataContext.get_current().max_errored_blocks = -1
+    retry = {"max_restarts": -1, "max_task_retries": max(0, config.max_task_retries)}
     parts = []
     if transcribe:
         ds = ray.data.from_items(transcribe, override_num_blocks=min(len(transcribe), 1000))
-        ds = ds.map(ReadDecode, fn_constructor_args=(config.input, config.max_duration_s),
+        ds = ds.map(ReadDecode, fn_constructor_args=(config.input, config.max_duration_s,
+                                                     config.max_call_memory_mb),
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 2)),
-                    num_cpus=0.5)
+                    num_cpus=0.5, **retry)
         ds = ds.map(SpeechActor, fn_constructor_args=(out_uri, config.speech, config.call_timeout_s,
                                                       config.call_timeout_factor, config.pii),
                     compute=ray.data.ActorPoolStrategy(size=config.speech_actors),
-                    num_gpus=config.gpus_per_actor or None, num_cpus=config.cpus_per_actor)
+                    num_gpus=config.gpus_per_actor or None, num_cpus=config.cpus_per_actor, **retry)
         parts.append(ds)
     if rescore:
         ds = ray.data.from_items(rescore, override_num_blocks=min(len(rescore), 1000))
         ds = ds.map(ReadTranscript, fn_constructor_args=(out_uri,),
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.25)
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.25, **retry)
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     ds = ds.map(Score, fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id, config.pii,
                                             config.categories),
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5)
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5, **retry)
     yield from ds.iter_rows()
 
 
@@ -560,9 +646,12 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
     ``rescore_only``, re-score every stored transcript under ``config.output``)."""
     started = time.perf_counter()
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
-    out_store = open_store(config.output)
+    out_store = output_store(config)
     fingerprint = speech_fingerprint(config.speech)
     ruleset_version, categories_version = _versions(config)
+    preflight(config, out_store, rescore_only)
+    if hasattr(out_store, "remove_temp_files"):   # local: temp files of killed writes
+        out_store.remove_temp_files()
     ledger, pending_rows, pending_insights = ledger_mod.load(out_store)
 
     if rescore_only:
@@ -587,8 +676,9 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
     results: list[dict] = []
     todo = len(the_plan.transcribe) + len(the_plan.rescore)
     if todo:
-        for out in _execute(config, config.output, the_plan.transcribe, the_plan.rescore,
-                            fingerprint, run_id):
+        for out in _with_lost_calls(
+                _execute(config, out_store, the_plan.transcribe, the_plan.rescore, fingerprint,
+                         run_id), the_plan.transcribe + the_plan.rescore, config, run_id):
             results.append({k: out[k] for k in ("call_id", "key", "status", "stage", "error",
                                                  "size", "etag", "entry", "table_row",
                                                  "insight_row")})
@@ -618,15 +708,48 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
     return summary
 
 
+def _with_lost_calls(rows: Iterator[dict], planned: list[dict], config: RunConfig,
+                     run_id: str) -> Iterator[dict]:
+    """The stream's rows, then a failure row for every planned call the stream dropped
+    (its worker died under it on every retry), so no call is ever silently lost."""
+    seen = set()
+    for row in rows:
+        seen.add(row["call_id"])
+        yield row
+    reason = (f"lost: the worker processing this call died {config.max_task_retries + 1} "
+              "times (killed, e.g. for running out of memory); it is retried next run")
+    for c in planned:
+        if c["call_id"] in seen:
+            continue
+        log.error("call %s lost: %s", c["call_id"], reason)
+        row = _failed(_row(c), "worker", reason)
+        entry = Entry(call_id=row["call_id"], source_key=row["key"], etag=row["etag"],
+                      size=int(row["size"]), status="failed", stage="worker", reason=reason,
+                      run_id=run_id)
+        yield dict(row, entry=json.dumps(dataclasses.asdict(entry)))
+
+
 def _disambiguate(calls: list[dict], ledger: dict[str, Entry]) -> list[dict]:
-    """A call_id already taken by another input key (the same file name in another day's
-    folder, say) gets a hash of its own key, so it never overwrites the earlier call."""
-    out = []
+    """Stable, unique call_ids across runs.  An input key the ledger knows keeps the
+    call_id it was given (even when a new file with the same name now makes its listed id
+    a hashed one), so it is never processed twice under two ids; a call_id already taken
+    by another input key (the same file name in another day's folder, say) gets a hash of
+    its own key, so it never overwrites the earlier call."""
+    known: dict[str, str] = {}
+    for cid, e in sorted(ledger.items()):
+        if e.source_key:
+            known.setdefault(e.source_key, cid)
+    out, used = [], set()
     for c in calls:
-        e = ledger.get(c["call_id"])
-        if e is not None and e.source_key and e.source_key != c["key"]:
-            c = dict(c, call_id=f"{c['call_id']}-{hashlib.sha256(c['key'].encode()).hexdigest()[:10]}")
-        out.append(c)
+        cid = c["call_id"]
+        e = ledger.get(cid)
+        if c["key"] in known and (e is None or e.source_key != c["key"]):
+            cid = known[c["key"]]            # the id this input was given before
+            e = ledger.get(cid)
+        if (e is not None and e.source_key and e.source_key != c["key"]) or cid in used:
+            cid = f"{cid}-{hashlib.sha256(c['key'].encode()).hexdigest()[:10]}"
+        used.add(cid)
+        out.append(dict(c, call_id=cid) if cid != c["call_id"] else c)
     return out
 
 

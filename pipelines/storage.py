@@ -145,6 +145,36 @@ class LocalStore:
     def url(self, key: str) -> str:
         return str(self._path(key))
 
+    def remove_temp_files(self) -> int:
+        """Delete the temp files of writes killed between creating and renaming them (a
+        SIGKILLed or OOM-killed process).  They were never visible (list skips them, no
+        key names them); this keeps them from piling up.  Call only while nothing writes
+        to this folder (the driver, before a run starts).  Returns how many it removed."""
+        removed = 0
+        for dirpath, _, filenames in os.walk(self._root):
+            for name in filenames:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    try:
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        return removed
+
+    def check(self, probe_key: str | None = None) -> None:
+        """Raise StorageError when this folder cannot be used: to read from (no
+        ``probe_key``), it must exist; to write to, it must be (or become) a writable
+        folder, which an empty probe file at ``probe_key``, written and deleted, shows."""
+        if probe_key is None:
+            if not self._root.is_dir():
+                raise StorageError(f"{self.root}: no such folder")
+            return
+        try:
+            self.write(probe_key, b"")
+            self._path(probe_key).unlink()
+        except OSError as exc:
+            raise StorageError(f"{self.root}: not a writable folder: {exc}") from exc
+
 
 class S3Store:
     """An S3 prefix.  Endpoint, region and credentials come from the standard AWS
@@ -159,6 +189,7 @@ class S3Store:
         self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.sse = dict(sse or {})
         self._client = client
+        self._injected = client is not None
         self._bucket_ok = False
 
     @property
@@ -175,7 +206,42 @@ class S3Store:
     def __getstate__(self):  # boto3 clients do not pickle; each Ray worker makes its own
         state = self.__dict__.copy()
         state["_client"] = None
+        state["_injected"] = False
         return state
+
+    def check(self, probe_key: str | None = None) -> None:
+        """Fail fast, before a run does any work, when this store cannot be used: endpoint
+        unreachable, bucket missing, credentials refused and, with ``probe_key``, writes
+        refused (an empty probe object is written there, with this store's encryption
+        settings, and deleted).  Raises StorageError saying which.  Uses a client with a
+        short retry budget, so an unreachable endpoint is reported in seconds rather than
+        after the data path's full budget of ten retries with backoff."""
+        import boto3
+        from botocore.config import Config
+
+        client = self._client if self._injected else boto3.client(
+            "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"},
+                                connect_timeout=5, read_timeout=20))
+        try:
+            client.head_bucket(Bucket=self.bucket)
+            if probe_key:
+                k = self._key(probe_key)
+                client.put_object(Bucket=self.bucket, Key=k, Body=b"", **self.sse)
+                client.delete_object(Bucket=self.bucket, Key=k)
+        except Exception as exc:
+            err = _storage_error(exc, self.root)
+            if not isinstance(err, StorageError):
+                code = _error_code(exc)
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    err = StorageError(f"{self.root}: NoSuchBucket: bucket {self.bucket!r} "
+                                       "does not exist")
+                elif probe_key and self.sse:
+                    err = StorageError(f"{self.root}: cannot write with server-side encryption "
+                                       f"{self.sse}: {type(exc).__name__}: {exc}")
+                else:
+                    err = StorageError(f"{self.root}: {type(exc).__name__}: {exc}")
+            raise err from exc
+        self._bucket_ok = True
 
     def _key(self, key: str) -> str:
         return join(self.prefix, safe_key(key)) if self.prefix else safe_key(key)
@@ -266,11 +332,28 @@ def _reraise(exc: Exception, root: str):
     raise err from exc
 
 
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str((response or {}).get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+# botocore's errors for an endpoint that cannot be reached or answers nothing (retried by
+# the client first; what is left is a configuration or outage fault), and for no credentials.
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
+                "ReadTimeoutError", "ProxyConnectionError", "SSLError")
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError")
+
+
 def _storage_error(exc: Exception, root: str) -> Exception:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
+    code = _error_code(exc)
     if code in ("NoSuchBucket", "AccessDenied", "403", "Forbidden", "InvalidAccessKeyId",
                 "SignatureDoesNotMatch"):
         return StorageError(f"{root}: {code}: {exc}")
+    name = type(exc).__name__
+    if name in _UNREACHABLE:
+        return StorageError(f"{root}: cannot reach the object store ({name}): {exc}")
+    if name in _NO_CREDENTIALS:
+        return StorageError(f"{root}: no usable AWS credentials ({name}): {exc}")
     return exc
 
 

@@ -204,8 +204,9 @@ def read_table(store, name: str, schema: Mapping[str, pl.DataType]) -> pl.DataFr
         part = [p for p in obj.key.split("/") if p.startswith(f"{PARTITION}=")]
         if PARTITION in schema and PARTITION not in df.columns:
             value = part[0].split("=", 1)[1] if part else NO_DAY
-            df = df.with_columns(pl.lit(None if value == NO_DAY else value).str.to_date()
-                                 .alias(PARTITION))
+            # typed: an untyped null literal (the NO_DAY partition) has no .str namespace
+            df = df.with_columns(pl.lit(None if value == NO_DAY else value, dtype=pl.String)
+                                 .str.to_date().alias(PARTITION))
         frames.append(df)
     if not frames:
         return pl.DataFrame(schema=dict(schema))
