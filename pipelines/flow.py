@@ -31,6 +31,7 @@ from .audio import AUDIO_EXTENSIONS, Audio, AudioError, SAMPLE_RATE, decode
 from . import ledger as ledger_mod
 from .ledger import Entry
 from .pii import PiiConfig, redact_text, redact_transcript
+from .speech.asr import METHOD as ASR_METHOD
 from .speech.stage import SpeechConfig
 from .storage import ObjectInfo, Store, open_store, safe_key
 from .coaching.features import turn_features
@@ -515,7 +516,8 @@ def speech_fingerprint(speech: SpeechConfig) -> str:
            "diarization_model": m.location(m.diarization) if m.diarization else None,
            "alignment": m.location(m.alignment) if m.alignment else None,
            "language": speech.language, "beam_size": speech.beam_size,
-           "initial_prompt": speech.initial_prompt}
+           "initial_prompt": speech.initial_prompt, "asr_method": ASR_METHOD,
+           "two_party": speech.two_party}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
