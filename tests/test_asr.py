@@ -1,4 +1,4 @@
-"""ASR: clips packed into shared Whisper windows, words mapped back to their clip.
+"""ASR: clips packed into shared Whisper windows (by speaker), words mapped back to their clip.
 
 ``pack`` is checked exactly; the Transcriber runs real Whisper base (int8, CPU) on the
 truth turns of a rendered stereo call, each turn cut from its own channel, packed and
@@ -60,20 +60,30 @@ def test_pack_zero_gives_one_window_per_clip_and_long_clips_are_cut():
     assert spans[2][1] - spans[2][0] == pytest.approx(MAX_CLIP_S)
 
 
+def test_pack_never_mixes_groups_in_a_window():
+    clips = _clips([2.0, 2.0, 2.0, 2.0, 2.0])
+    groups = ["A", "A", "B", "B", "A"]
+    _, spans, windows = pack(clips, 28.0, groups)
+    members = [{groups[i] for i, (s0, s1, _) in enumerate(spans) if a <= s0 and s1 <= b}
+               for a, b in windows]
+    assert members == [{"A"}, {"B"}, {"A"}]
+
+
 @pytest.fixture(scope="module")
 def turns_as_clips():
     audio = decode((CALL.with_suffix(".wav")).read_bytes())
     meta = json.loads(CALL.with_suffix(".json").read_text())
     truth = json.loads(CALL.with_suffix(".truth.json").read_text())
     agent_ch = int(meta["agent_channel"])
-    clips, texts = [], []
+    clips, texts, speakers = [], [], []
     for t in truth["turns"]:
         ch = agent_ch if t["speaker"] == "agent" else 1 - agent_ch
         a, b = int((t["start"] - 0.15) * SAMPLE_RATE), int((t["end"] + 0.15) * SAMPLE_RATE)
         a = max(a, 0)
         clips.append(Clip(audio.samples[ch, a:b], a / SAMPLE_RATE))
         texts.append(t["text"])
-    return clips, texts
+        speakers.append(t["speaker"])
+    return clips, texts, speakers
 
 
 @pytest.fixture(scope="module")
@@ -88,24 +98,30 @@ def _wer(refs: list[str], hyps: list[str]) -> float:
 
 @pytest.mark.slow
 def test_packed_windows_keep_every_word_in_its_own_turn(turns_as_clips, model_dir):
-    clips, texts = turns_as_clips
+    clips, texts, speakers = turns_as_clips
     results = {}
-    for pack_s in (MAX_CLIP_S, 0.0):
+    for variant, pack_s, groups in (("by speaker", MAX_CLIP_S, speakers),
+                                    ("call order", MAX_CLIP_S, None), ("single", 0.0, None)):
         tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
                                    cpu_threads=2, pack_s=pack_s))
-        words, language = tr.transcribe(clips)
+        words, language = tr.transcribe(clips, groups)
         assert language == "en" and len(words) == len(clips)
-        results[pack_s] = words
+        results[variant] = words
         for clip, ws in zip(clips, words):
             lo = clip.start - 0.01
             hi = clip.start + len(clip.samples) / SAMPLE_RATE + 0.01
             assert all(lo <= w.start <= w.end <= hi for w in ws), (clip.start, ws)
     _, _, windows = pack(clips, MAX_CLIP_S)
     assert len(windows) < len(clips) / 2          # fewer 30 s encoder windows ...
-    packed = [" ".join(w.w for w in ws) for ws in results[MAX_CLIP_S]]
-    single = [" ".join(w.w for w in ws) for ws in results[0.0]]
-    # ... no less accurate (rendered speech: both well under 20 % WER) ...
-    assert _wer(texts, packed) <= min(0.2, _wer(texts, single) + 0.03)
+    order = sorted(range(len(clips)), key=lambda i: (speakers[i] != speakers[0], clips[i].start))
+    _, _, windows = pack([clips[i] for i in order], MAX_CLIP_S, [speakers[i] for i in order])
+    assert len(windows) < len(clips) / 2
+    single = [" ".join(w.w for w in ws) for ws in results["single"]]
+    for variant in ("by speaker", "call order"):
+        packed = [" ".join(w.w for w in ws) for ws in results[variant]]
+        # ... no less accurate (rendered speech: all well under 20 % WER) ...
+        assert _wer(texts, packed) <= min(0.2, _wer(texts, single) + 0.03), variant
+    packed = [" ".join(w.w for w in ws) for ws in results["by speaker"]]
     # ... and each turn's words are that turn's: per turn, the words Whisper put there
     # match the turn's own text better than either neighbour's (spelled codes such as
     # "S P nine one four..." can be misheard, so no absolute bar per turn)

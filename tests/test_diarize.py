@@ -1,12 +1,18 @@
 """Diarization backends on real audio (real model inference, nothing mocked).
 
 Clips are cut out of the labelled dev calls (../shared/dev-calls beside the repository)
-by their RTTM turn times, so the expected speakers and boundaries are known exactly.
+by their RTTM turn times, so the expected speakers and boundaries are known exactly.  The
+held-out checks render calls from ``samples/heldout`` scripts with espeak-ng + sox into
+``tmp_path`` (skipped only where those tools are missing).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +21,22 @@ import pytest
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 from pipelines.audio import SAMPLE_RATE, Audio, decode  # noqa: E402
-from pipelines.speech.diarize import (SpeakerSegment, choose_backend,  # noqa: E402
-                                      make_diarizer)
+from pipelines.speech.diarize import (SpeakerSegment, _otsu_split,  # noqa: E402
+                                      choose_backend, make_diarizer, pitch_track)
 
 REPO = Path(__file__).resolve().parents[1]
 CALLS = REPO.parent / "shared" / "dev-calls"
 CALL = "dev-07-trailpoint-outdoors"          # agent first, clean turns, 0.7 s pauses
 OVERLAP_CALL = "dev-02-fibrelink-broadband"  # agent interrupts at 22.399-23.699 s
 
-pytestmark = pytest.mark.skipif(
+HELDOUT = REPO / "samples" / "heldout"
+
+needs_dev = pytest.mark.skipif(
     not (CALLS / f"{CALL}.rttm").exists(),
     reason=f"dev calls not found at {CALLS} (expected ../shared/dev-calls beside the repo)")
+needs_tts = pytest.mark.skipif(
+    not (shutil.which("espeak-ng") and shutil.which("sox")),
+    reason="espeak-ng and sox are needed to render the held-out calls")
 
 
 def read_rttm(name: str) -> list[tuple[str, float, float]]:
@@ -91,6 +102,7 @@ def two_voice():
     return turns, 26.0
 
 
+@needs_dev
 def test_embedded_two_voices_boundaries(embedded, two_voice):
     turns, end = two_voice
     audio = clip(load(CALL, "mono16k"), 0.0, end)
@@ -110,26 +122,34 @@ def test_embedded_two_voices_boundaries(embedded, two_voice):
     assert right >= 0.95 * sum(b - a for _, a, b in turns)
 
 
+@needs_dev
 def test_embedded_fixed_num_speakers(embedded, two_voice):
     turns, end = two_voice
     segs = embedded(clip(load(CALL, "mono16k"), 0.0, end), num_speakers=2)
     assert len({s.speaker for s in segs}) == 2
 
 
-def test_embedded_one_voice(embedded):
+def one_voice() -> tuple[Audio, list[tuple[str, float, float]]]:
+    """The agent's first three turns of dev-07 joined with 0.7 s pauses: one voice."""
     audio = load(CALL, "mono16k")
     turns = [t for t in read_rttm(CALL) if t[0] == "agent"][:3]
     gap = np.zeros(int(0.7 * SAMPLE_RATE), dtype=np.float32)
     parts = []
     for _, a, b in turns:
         parts += [audio.samples[0, int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)], gap]
-    one = Audio(np.concatenate(parts)[None], SAMPLE_RATE, 16000, "flac", "x")
+    return Audio(np.concatenate(parts)[None], SAMPLE_RATE, 16000, "flac", "x"), turns
+
+
+@needs_dev
+def test_embedded_one_voice(embedded):
+    one, turns = one_voice()
     segs = embedded(one)
     check_well_formed(segs, one.duration_s)
     assert len({s.speaker for s in segs}) == 1
     assert sum(s.duration for s in segs) >= 0.9 * sum(b - a for _, a, b in turns)
 
 
+@needs_dev
 def test_embedded_keeps_overlap(embedded):
     """Mono mix of an interruption: both speakers are recorded as speaking in the overlap
     (needs the segmentation model in the whisperx wheel)."""
@@ -156,6 +176,7 @@ def test_silence_gives_no_segments(embedded, channels):
     assert channels(noise) == []
 
 
+@needs_dev
 def test_channels_agent_on_ch0(channels, two_voice):
     turns, end = two_voice
     audio = clip(load(CALL, "stereo8k"), 0.0, end)
@@ -173,6 +194,7 @@ def test_channels_agent_on_ch0(channels, two_voice):
         assert min(abs(s.end - b) for s in mine) <= 0.3
 
 
+@needs_dev
 def test_channels_keeps_overlap_and_drops_bleed(channels):
     audio = clip(load(OVERLAP_CALL, "stereo8k"), 15.0, 30.0)   # agent cuts in at 22.399
     segs = channels(audio)
@@ -210,5 +232,146 @@ def test_choose_backend():
 
 def test_versions_recorded(embedded, channels):
     assert embedded.name == "embedded" and "resemblyzer-0.1.4" in embedded.version
+    assert "tiled-spectral-v2" in embedded.version
     assert "silero-vad-v6" in embedded.version
     assert channels.name == "channels" and channels.version.startswith("channels:silero-vad-v6")
+
+
+# --------------------------------------------------------------------------------------
+# two-party prior and held-out calls (rendered from samples/heldout scripts)
+
+# (folder, DER bound): DER at collar 0.25 s with overlap scored.  Both measured 0.00 %
+# with the committed thresholds (scripts/eval_diarization.py); the bound is the 5 % target,
+# which the earlier backend missed on such calls (hx-15: 8.8 % without the pitch evidence).
+HELDOUT_CALLS = {
+    # held-out split: two female voices 5 pitch units apart, 8 kHz stereo downmixed to
+    # mono, one ~1 s customer interruption
+    "ho-10-willow-water": ("scripts", 0.05),
+    # tuning split: one espeak timbre at two pitches (resemblyzer confuses it; the pitch
+    # evidence separates it), 8 kHz stereo downmixed
+    "hx-15-metro-taxis": ("tuning-extra", 0.05),
+}
+
+
+@pytest.fixture(scope="module")
+def two_party():
+    return make_diarizer("embedded", two_party=True)
+
+
+def render(name: str, folder: str, out: Path) -> tuple[Audio, dict]:
+    """Render one samples/heldout script with scripts/render_calls.py into out."""
+    scripts = out / "scripts"
+    scripts.mkdir(parents=True, exist_ok=True)
+    shutil.copy(HELDOUT / folder / f"{name}.yaml", scripts / f"{name}.yaml")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "render_calls.py"), str(scripts),
+                    str(out)], check=True, capture_output=True)
+    truth = json.loads((out / f"{name}.truth.json").read_text())
+    return decode((out / truth["audio"]["file"]).read_bytes()), truth
+
+
+def der(truth: dict, segs: list[SpeakerSegment], collar: float = 0.25) -> float:
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    ref, hyp = Annotation(), Annotation()
+    for i, t in enumerate(truth["turns"]):
+        ref[Segment(t["start"], t["end"]), i] = t["speaker"]
+    for i, s in enumerate(segs):
+        hyp[Segment(s.start, s.end), i] = s.speaker
+    uem = Timeline([Segment(0.0, truth["duration_s"])])
+    return DiarizationErrorRate(collar=collar, skip_overlap=False)(ref, hyp, uem=uem)
+
+
+@needs_tts
+@pytest.mark.parametrize("name", sorted(HELDOUT_CALLS))
+def test_two_party_rendered_call(two_party, name, tmp_path):
+    folder, bound = HELDOUT_CALLS[name]
+    audio, truth = render(name, folder, tmp_path)
+    assert audio.channels == (2 if truth["audio"]["layout"] == "stereo" else 1)
+    segs = two_party(audio)            # a stereo render is downmixed: mono diarization
+    check_well_formed(segs, audio.duration_s)
+    assert len({s.speaker for s in segs}) == 2
+    assert two_party.last_info["num_speakers"] == 2
+    d = der(truth, segs)
+    assert d <= bound, (name, d, two_party.last_info)
+    # the interruption survives in mono: both speakers during the overlap
+    for ov in truth["overlaps"]:
+        a, b = ov["start"] + 0.15, ov["end"] - 0.15
+        assert all(speaking(segs, s, a, b) >= 0.5 * (b - a) for s in {x.speaker for x in segs})
+
+
+def test_two_party_options():
+    ch = make_diarizer("channels", two_party=True)           # accepted by every backend
+    assert ch.two_party
+    with pytest.raises(ValueError):
+        make_diarizer("embedded", min_speakers=0, overlap=False)
+
+
+def test_two_party_speaker_range(two_party, embedded):
+    assert two_party.speaker_range(None) == (2, 2)
+    assert two_party.speaker_range(3) == (3, 3)               # num_speakers overrides
+    assert embedded.speaker_range(None) == (1, 4)
+    assert "two-party" in two_party.version and "two-party" not in embedded.version
+
+
+@needs_dev
+def test_speech_stage_passes_two_party(tmp_path, two_voice):
+    """SpeechConfig.two_party reaches every backend the speech stage builds and shows in
+    the diarizer version the transcript records (real Whisper base + real diarizers; the
+    pyannote pipeline dir holds the untrained checkpoints of test_diarize_pyannote)."""
+    from test_diarize_pyannote import build_pipeline_dir
+
+    from pipelines.models import ModelConfig
+    from pipelines.speech.stage import SpeechConfig, SpeechStage
+
+    models = ModelConfig(diarization=str(build_pipeline_dir(
+        tmp_path / "pipeline", clustering="AgglomerativeClustering")))
+    turns, end = two_voice
+    call = clip(load(CALL, "mono16k"), 0.0, end)
+
+    on = SpeechStage(SpeechConfig(models=models, device="cpu"))
+    assert on.config.two_party                                # the default
+    assert on.backend_for(call) == "pyannote"                 # mono + a pipeline dir
+    emb = on.diarizer("embedded")
+    assert emb.two_party and emb.speaker_range(None) == (2, 2)
+    assert "+two-party" in emb.version
+    segs = emb(call)
+    assert sorted(map_speakers(segs, turns).values()) == ["agent", "customer"]
+    pya = on.diarizer("pyannote")
+    assert pya.two_party and pya.version.endswith("+two-party")
+    assert len({s.speaker for s in pya(call)}) <= 2           # max_speakers=2 reached it
+    assert on.diarizer("channels").two_party
+
+    off = SpeechStage(SpeechConfig(models=models, device="cpu", two_party=False))
+    emb_off = off.diarizer("embedded")
+    assert not emb_off.two_party and "two-party" not in emb_off.version
+    assert emb_off.speaker_range(None) == (1, 4)
+    one, _ = one_voice()                   # the count is estimated again: one voice is one
+    assert len({s.speaker for s in emb_off(one)}) == 1
+    pya_off = off.diarizer("pyannote")
+    assert not pya_off.two_party and "two-party" not in pya_off.version
+    assert emb.version != emb_off.version and pya.version != pya_off.version
+
+
+def test_pitch_track_synthetic():
+    t = np.arange(int(1.0 * SAMPLE_RATE)) / SAMPLE_RATE
+    for f0 in (85.0, 140.0, 230.0):
+        # harmonic complex with a strong second harmonic (octave-error bait)
+        x = sum(a * np.sin(2 * np.pi * h * f0 * t) for h, a in ((1, 0.6), (2, 1.0), (3, 0.4)))
+        f, per = pitch_track(x.astype(np.float32))
+        mid = slice(10, len(f) - 10)
+        assert abs(np.median(f[mid]) / f0 - 1) < 0.02, f0
+        assert np.median(per[mid]) > 0.9
+    noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)
+    _, per = pitch_track(noise)
+    assert np.median(per) < 0.5
+
+
+def test_otsu_split():
+    rng = np.random.default_rng(0)
+    two = np.r_[rng.normal(np.log(100), 0.04, 30), rng.normal(np.log(130), 0.04, 20)]
+    thr, dprime, frac, gap = _otsu_split(two)
+    assert np.log(100) < thr < np.log(130) and dprime > 4.5 and abs(gap - np.log(1.3)) < 0.05
+    assert 0.35 < frac < 0.45
+    one = rng.normal(np.log(100), 0.04, 50)
+    assert _otsu_split(one)[1] < 4.5                   # a single voice: no clear split

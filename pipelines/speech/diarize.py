@@ -13,12 +13,14 @@ Backends (``make_diarizer(name)``):
 
 ``embedded``
     Mono recordings, offline on CPU with models that ship inside PyPI wheels: silero VAD
-    (faster-whisper), resemblyzer d-vectors on <= 1.6 s windows inside speech runs,
-    average-linkage clustering of call-centred embeddings (speaker count by silhouette,
-    or fixed by ``num_speakers``), a 10 ms Viterbi resegmentation whose switch cost falls
-    with the pause length, and (when the whisperx wheel is installed) overlapped-speech
-    detection with the pyannote segmentation model in that wheel: in overlap frames the
-    second speaker is added, so interruptions survive in mono.
+    (faster-whisper), resemblyzer d-vectors on <= 1.6 s windows inside speech runs (short
+    windows tiled to 1.6 s) plus each window's pitch, spectral clustering of call-centred
+    embeddings with a two-party prior (``two_party=True``: exactly two speakers;
+    otherwise the count is estimated from voice and pitch differences, or fixed by
+    ``num_speakers``), a 10 ms Viterbi resegmentation whose switch cost falls with the
+    pause length, and (when the whisperx wheel is installed) overlapped-speech detection
+    with the pyannote segmentation model in that wheel: in overlap frames the second
+    speaker is added, so interruptions survive in mono.
 
 ``pyannote``
     pyannote.audio's ``SpeakerDiarization`` pipeline loaded from a local directory
@@ -27,8 +29,11 @@ Backends (``make_diarizer(name)``):
     the regular (overlapping) and the exclusive (one speaker at a time) outputs are kept:
     ``__call__`` returns the regular one, ``last_exclusive`` / ``diarize_both`` give both.
 
-Segments of different speakers may overlap; segments of one speaker never overlap.
-Models load once per ``Diarizer`` instance (the instance lives in a Ray actor).
+Every backend accepts ``two_party`` (contact-centre calls: agent + customer): the
+embedded backend then finds exactly two speakers, pyannote at most two, channels keeps its
+one party per channel.  Segments of different speakers may overlap; segments of one
+speaker never overlap.  Models load once per ``Diarizer`` instance (the instance lives in
+a Ray actor).
 """
 
 from __future__ import annotations
@@ -110,7 +115,8 @@ class ChannelDiarizer:
     def __init__(self, *, onset: float = 0.40, offset: float = 0.25, bleed_db: float = 12.0,
                  floor_db: float = 40.0, min_speech_s: float = 0.10,
                  min_silence_s: float = 0.50, pad_s: float = 0.0, trim_db: float | None = 40.0,
-                 vad: SileroVad | None = None):
+                 vad: SileroVad | None = None, two_party: bool = True):
+        self.two_party = two_party     # one party per channel by construction
         self.onset, self.offset = onset, offset
         self.bleed_db, self.floor_db = bleed_db, floor_db
         self.min_speech_s, self.min_silence_s, self.pad_s = min_speech_s, min_silence_s, pad_s
@@ -264,16 +270,27 @@ class OverlapDetector:
 
 
 class EmbeddedDiarizer:
-    """Offline mono diarization: silero VAD + resemblyzer + AHC + Viterbi + OSD.
+    """Offline mono diarization: silero VAD + resemblyzer + spectral clustering + Viterbi
+    + OSD, with a two-party prior for contact-centre calls.
 
     1. Silero VAD gives a speech mask (10 ms grid); pauses split speech into *runs*.
     2. Resemblyzer d-vectors on windows of at most 1.6 s that never cross a pause
-       (``hop_s`` apart inside long runs; a short run is one window of its own length,
-       left-padded with silence).  The speech is normalised to -30 dBFS first.
-    3. Embeddings are centred on the call's mean and clustered (average-linkage AHC,
-       cosine); the speaker count is the k with the best silhouette, 1 when none reaches
-       ``min_silhouette``; clusters need ``min_cluster_s`` of speech; k-means refinement.
-    4. Every 10 ms speech frame is scored against the centroids (triangular-weighted mean
+       (``hop_s`` apart inside long runs; a short run is one window of its own length).
+       A window shorter than 1.6 s is *tiled* (its mel frames repeated) to the 1.6 s the
+       encoder was trained on: zero-padding it with silence made short turns ("Yes, it's
+       S G two eight...") land on the wrong voice.  The speech is normalised to -30 dBFS.
+    3. Embeddings are centred on the call's mean voice (per-call standardisation).  Each
+       window also gets its median pitch (log F0 from a numpy autocorrelation tracker);
+       when the call's window pitches split clearly in two (``pitch_evidence``), pitch
+       is added to the window-to-cluster similarity -- resemblyzer confuses some voices
+       that differ mainly in pitch.  The windows of at least ``min_window_s`` are
+       clustered by spectral clustering on that affinity, then refined k-means style.
+       The speaker count: ``num_speakers`` when given; ``two_party=True`` (contact-centre
+       calls) fixes it at 2; otherwise k in ``min_speakers..max_speakers``, where every
+       extra speaker needs ``min_cluster_s`` of speech and a different voice: uncentred
+       centroid cosine below ``same_voice_cos`` or median pitch ``pitch_gap`` (log F0)
+       apart for k = 2, every centroid pair below ``extra_voice_cos`` for k >= 3.
+    4. Every 10 ms speech frame is scored against the clusters (triangular-weighted mean
        of the windows covering it); one Viterbi pass over all speech frames, where a
        switch costs ``switch_penalty`` inside speech and nothing across pauses of
        ``free_gap_s`` or more, places the speaker changes.
@@ -281,12 +298,20 @@ class EmbeddedDiarizer:
        between one speaker's segments are closed; edges are tightened to the energy.
     6. Overlap (``overlap="auto"``): frames the segmentation model marks as overlapped
        speech get the second speaker as well.
+
+    Thresholds were calibrated on the tuning split of ``samples/heldout`` (synthetic
+    two-party calls, many voice pairs and codecs); see ``scripts/eval_diarization.py``.
     """
 
     name = "embedded"
+    ALGORITHM = "tiled-spectral-v2"
 
-    def __init__(self, *, device: str = "cpu", hop_s: float = 0.4, min_silhouette: float = 0.25,
-                 max_speakers: int = 4, min_speakers: int = 1, min_cluster_s: float = 3.0, min_window_s: float = 0.8,
+    def __init__(self, *, device: str = "cpu", two_party: bool = False,
+                 min_speakers: int | None = None, max_speakers: int | None = None,
+                 hop_s: float = 0.4, min_window_s: float = 0.8, min_cluster_s: float = 2.0,
+                 same_voice_cos: float = 0.80, pitch_gap: float = 0.09,
+                 extra_voice_cos: float = 0.65, pitch_weight: float = 0.14,
+                 pitch_min_gap: float = 0.15, pitch_min_dprime: float = 4.5,
                  switch_penalty: float = 40.0, free_gap_s: float = 0.7, min_segment_s: float = 0.3,
                  fill_gap_s: float = 0.5, onset: float = 0.45, offset: float = 0.30,
                  min_silence_s: float = 0.10, min_speech_s: float = 0.12, pad_s: float = 0.0,
@@ -296,12 +321,26 @@ class EmbeddedDiarizer:
         import torch
 
         self.device = _resolve_device(device)
+        self.two_party = bool(two_party)
+        # speaker-count range; two_party: both parties of a contact-centre call, always 2
+        # unless min_speakers=1 is passed explicitly (then 1 or 2)
+        if self.two_party:
+            hi = min(2, 2 if max_speakers is None else max_speakers)
+            lo = min(hi, 2 if min_speakers is None else min_speakers)
+        else:
+            hi = 4 if max_speakers is None else max_speakers
+            lo = min(hi, 1 if min_speakers is None else min_speakers)
+        if lo < 1:
+            raise ValueError(f"speaker range must be >= 1 (min_speakers={min_speakers}, "
+                             f"max_speakers={max_speakers})")
+        self.min_speakers, self.max_speakers = lo, hi
         self.hop_frames = max(1, int(round(hop_s / MEL_HOP_S)))
-        self.min_silhouette = min_silhouette
-        self.max_speakers = max_speakers
-        self.min_speakers = max(1, min_speakers)   # e.g. 2 for calls known to be two-party
-        self.min_cluster_s = min_cluster_s
         self.min_window_s = min_window_s
+        self.min_cluster_s = min_cluster_s
+        self.same_voice_cos, self.pitch_gap = same_voice_cos, pitch_gap
+        self.extra_voice_cos = extra_voice_cos
+        self.pitch_weight = pitch_weight
+        self.pitch_min_gap, self.pitch_min_dprime = pitch_min_gap, pitch_min_dprime
         self.switch_penalty = switch_penalty
         self.free_gap_s = free_gap_s
         self.min_segment_s = min_segment_s
@@ -313,7 +352,8 @@ class EmbeddedDiarizer:
         self.encoder, rz_version = _load_voice_encoder(self.device)
         self._torch = torch
         self._lock = threading.Lock()
-        self.version = f"embedded:{self.vad.version}+resemblyzer-{rz_version}"
+        self.version = (f"embedded:{self.vad.version}+resemblyzer-{rz_version}"
+                        f"+{self.ALGORITHM}" + ("+two-party" if self.two_party else ""))
         # overlapped speech: True = required, "auto" = when the checkpoint is available
         self.osd: OverlapDetector | None = None
         if overlap:
@@ -362,8 +402,9 @@ class EmbeddedDiarizer:
         return out
 
     def embed(self, mel: np.ndarray, wins: list[tuple[int, int, int]]) -> np.ndarray:
-        """d-vectors of windows; shorter windows are left-padded with silence (zero mel
-        frames) to 1.6 s, so every batch has one shape (fast, cached CPU kernels)."""
+        """d-vectors of windows.  A window shorter than 1.6 s is tiled (its frames
+        repeated, ending on a whole copy) to 1.6 s, so every input looks like the partial
+        utterances the encoder was trained on and every batch has one shape."""
         torch = self._torch
         out = np.zeros((len(wins), 256), dtype=np.float32)
         with torch.inference_mode():
@@ -371,61 +412,133 @@ class EmbeddedDiarizer:
                 chunk = wins[i:i + 64]
                 batch = np.zeros((len(chunk), WIN_FRAMES, mel.shape[1]), dtype=np.float32)
                 for row, (_, s, e) in enumerate(chunk):
-                    batch[row, WIN_FRAMES - (e - s):] = mel[s:e]
+                    seg = mel[s:e]
+                    reps = -(-WIN_FRAMES // len(seg))
+                    batch[row] = np.tile(seg, (reps, 1))[-WIN_FRAMES:]
                 t = torch.from_numpy(batch).to(self.device)
                 out[i:i + len(chunk)] = self.encoder(t).cpu().numpy()
         return out
 
-    def cluster(self, embs: np.ndarray, fit: np.ndarray, weights: np.ndarray,
-                num_speakers: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Cluster windows; returns (centroids (k, d), labels of the fitted windows).
+    def window_pitch(self, x: np.ndarray, speech: np.ndarray,
+                     wins: list[tuple[int, int, int]]) -> np.ndarray:
+        """Median log F0 of each window's voiced frames (NaN when < 3 voiced frames)."""
+        n = len(speech)
+        f0, per = pitch_track(x, n)
+        e_db = frame_energy_db(x, frame=160, n_frames=n)
+        level = float(np.percentile(e_db[speech], 90)) if speech.any() else 0.0
+        voiced = speech & (per >= 0.5) & (e_db > level - 35.0) & (f0 > 0)
+        out = np.full(len(wins), np.nan)
+        lf = np.log(np.maximum(f0, 1.0))
+        for i, (_, s, e) in enumerate(wins):
+            v = voiced[s:e]
+            if v.sum() >= 3:
+                out[i] = float(np.median(lf[s:e][v]))
+        return out
 
-        Embeddings are centred on the recording's mean first, so similarities measure how a
-        window differs from the call as a whole (removes the shared channel/codec part that
-        makes every resemblyzer vector of one recording look alike).  The speaker count is
-        the k in 2..max_speakers with the best silhouette, or 1 when no k reaches
-        ``min_silhouette`` (measured: one TTS voice 0.12-0.24, two TTS voices 0.33-0.61,
-        pyannote's real two-speaker sample 0.27 -- a thin margin; ``min_speakers=2`` or
-        ``num_speakers`` removes the guess where the call is known to be two-party).
-        """
-        from scipy.cluster.hierarchy import fcluster, linkage
+    def pitch_evidence(self, lf: np.ndarray, fit: np.ndarray) -> np.ndarray | None:
+        """Per-window pitch evidence, or None when pitch does not split the call.
 
-        e = embs[fit]
+        The fitted windows' median log F0 are split in two (Otsu); only a clear split --
+        the two groups ``pitch_min_gap`` (log F0) apart, separated by ``pitch_min_dprime``
+        pooled standard deviations, the smaller group at least 10 % -- turns pitch on.
+        Then each window gets ``pitch_weight * clip((log F0 - threshold) / 0.05, -3, 3)``
+        (0 without pitch), added to its similarity with the cluster on its side.  This
+        separates voices resemblyzer confuses (one timbre at two pitches) and stays off
+        for same-pitch pairs, where per-window pitch is intonation noise."""
+        ok = fit & np.isfinite(lf)
+        if self.pitch_weight <= 0 or ok.sum() < 6:
+            return None
+        thr, dprime, frac, gap = _otsu_split(lf[ok])
+        self.last_info.update(pitch_split=round(gap, 3), pitch_dprime=round(dprime, 2))
+        if dprime < self.pitch_min_dprime or gap < self.pitch_min_gap or frac < 0.1:
+            return None
+        p = np.clip((lf - thr) / 0.05, -3.0, 3.0)
+        return self.pitch_weight * np.where(np.isfinite(p), p, 0.0)
+
+    @staticmethod
+    def scores(e: np.ndarray, q: np.ndarray | None, e_fit: np.ndarray,
+               q_fit: np.ndarray | None, lab: np.ndarray, k: int) -> np.ndarray:
+        """Similarity of every window (rows of e, pitch evidence q) to the k clusters of
+        the fitted windows: cosine to the centroid, plus the pitch evidence towards the
+        pitch side of the cluster."""
+        cents = np.stack([_unit(e_fit[lab == j].mean(0)) for j in range(k)])
+        s = e @ cents.T
+        if q is not None:
+            side = np.array([np.sign(q_fit[lab == j].mean()) for j in range(k)])
+            s = s + np.outer(q, side)
+        return s
+
+    def _partition(self, e: np.ndarray, k: int, q: np.ndarray | None) -> np.ndarray:
+        """k clusters of unit vectors (with pitch evidence q): spectral clustering on the
+        cosine (+ pitch) affinity, then k-means-style refinement with ``scores`` (AHC when
+        there are too few windows)."""
         n = len(e)
-        if n < 2 or num_speakers == 1:
-            return _unit(e.mean(0) if n else embs.mean(0))[None], np.zeros(n, dtype=int)
-        z = linkage(e, method="average", metric="cosine")
-        if num_speakers:
-            lab = _relabel(fcluster(z, t=min(num_speakers, n), criterion="maxclust"))
-        else:
-            from sklearn.metrics import silhouette_score
+        if n <= k + 2:
+            from scipy.cluster.hierarchy import fcluster, linkage
 
-            best, lab = self.min_silhouette, np.zeros(n, dtype=int)
-            if self.min_speakers >= 2:
-                best = -1.0
-            for k in range(max(2, self.min_speakers), min(self.max_speakers, n - 1) + 1):
-                cand = _relabel(fcluster(z, t=k, criterion="maxclust"))
-                if len(np.unique(cand)) < 2:
-                    continue
-                sizes = np.bincount(cand, weights=weights[fit])
-                if sizes.min() < self.min_cluster_s:
-                    continue
-                s = float(silhouette_score(e, cand, metric="cosine"))
-                if s > best:
-                    best, lab = s, cand
-            self.last_info["silhouette"] = round(best, 3)
-        k = int(lab.max()) + 1
-        cents = np.stack([_unit(e[lab == j].mean(0)) for j in range(k)])
-        for _ in range(5):     # k-means refinement on the fitted windows
-            new_lab = (e @ cents.T).argmax(1)
-            if len(np.unique(new_lab)) < k:
+            lab = _relabel(fcluster(linkage(e, method="average", metric="cosine"),
+                                    t=min(k, n), criterion="maxclust"))
+        else:
+            from sklearn.cluster import SpectralClustering
+
+            aff = e @ e.T
+            if q is not None:
+                aff = aff + np.outer(q, q)
+            aff = np.clip(aff, 0.0, None) + 1e-6
+            np.fill_diagonal(aff, aff.max())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lab = SpectralClustering(n_clusters=k, affinity="precomputed",
+                                         random_state=0).fit_predict(aff)
+            lab = _relabel(lab)
+        for _ in range(10):
+            if len(np.unique(lab)) < k:
                 break
-            new = np.stack([_unit(e[new_lab == j].mean(0)) for j in range(k)])
-            lab = new_lab
-            if np.allclose(new, cents):
+            new = self.scores(e, q, e, q, lab, k).argmax(1)
+            if len(np.unique(new)) < k or (new == lab).all():
                 break
-            cents = new
-        return cents, lab
+            lab = new
+        return lab
+
+    def _distinct(self, raw: np.ndarray, lab: np.ndarray, k: int, lf: np.ndarray) -> bool:
+        """Every pair of clusters is a different voice (see the class docstring)."""
+        cents = np.stack([_unit(raw[lab == j].mean(0)) for j in range(k)])
+        cos = cents @ cents.T
+        np.fill_diagonal(cos, -1.0)
+        if k == 2:
+            self.last_info["centroid_cos"] = round(float(cos[0, 1]), 3)
+            f0 = [lf[lab == j] for j in range(2)]
+            gap = (abs(float(np.nanmedian(f0[0]) - np.nanmedian(f0[1])))
+                   if all(np.isfinite(v).sum() >= 2 for v in f0) else 0.0)
+            self.last_info["pitch_gap"] = round(gap, 3)
+            return cos[0, 1] < self.same_voice_cos or gap >= self.pitch_gap
+        return float(cos.max()) < self.extra_voice_cos
+
+    def cluster(self, centred: np.ndarray, raw: np.ndarray, fit: np.ndarray,
+                weights: np.ndarray, lo: int, hi: int, lf: np.ndarray,
+                q: np.ndarray | None) -> tuple[np.ndarray, int]:
+        """Cluster the fitted windows into k in lo..hi speakers; returns (labels of the
+        fitted windows, k).  ``lf``: the windows' median log F0; ``q``: pitch evidence."""
+        e = centred[fit]
+        qf = q[fit] if q is not None else None
+        n = len(e)
+        if n < 2 or hi == 1:
+            return np.zeros(n, dtype=int), 1
+        lo, hi = min(lo, n - 1), min(hi, n - 1)
+        best = (np.zeros(n, dtype=int), 1) if lo <= 1 else None
+        for k in range(max(2, lo), hi + 1):
+            lab = self._partition(e, k, qf)
+            if len(np.unique(lab)) < k:
+                break
+            distinct = self._distinct(raw[fit], lab, k, lf[fit])
+            if k > lo:     # an estimated extra speaker: enough speech and a different voice
+                sizes = np.bincount(lab, weights=weights[fit], minlength=k)
+                if sizes.min() < self.min_cluster_s or not distinct:
+                    break
+            best = (lab, k)
+        if best is None:   # too few windows for min_speakers clusters
+            best = (np.zeros(n, dtype=int), 1)
+        return best
 
     def resegment(self, wins, sims: np.ndarray, speech_runs, n: int) -> np.ndarray:
         """Frame labels on the 10 ms grid (-1 = non-speech) by Viterbi per run."""
@@ -444,14 +557,18 @@ class EmbeddedDiarizer:
             wsum[s:e] += tri
         # one Viterbi over all speech frames: switching speaker inside speech costs
         # ``switch_penalty``; across a pause the cost falls linearly to 0 at ``free_gap_s``
-        idx = np.flatnonzero(np.isin(np.arange(n), np.concatenate(
-            [np.arange(a, b) for a, b in speech_runs])))
+        idx = np.concatenate([np.arange(a, b) for a, b in speech_runs])
         score = acc[idx] / np.maximum(wsum[idx, None], 1e-9)
         gaps = np.diff(idx, prepend=idx[0]) - 1            # non-speech frames before each
         free = self.free_gap_s / MEL_HOP_S
         pen = self.switch_penalty * np.clip(1.0 - gaps / free, 0.0, 1.0)
         out[idx] = _viterbi(score, pen)
         return out
+
+    def speaker_range(self, num_speakers: int | None) -> tuple[int, int]:
+        if num_speakers:
+            return int(num_speakers), int(num_speakers)
+        return self.min_speakers, self.max_speakers
 
     # -- entry -----------------------------------------------------------------------
     def __call__(self, audio: Audio, *, num_speakers: int | None = None) -> list[SpeakerSegment]:
@@ -468,7 +585,8 @@ class EmbeddedDiarizer:
             wins = self.windows(speech_runs)
             embs = self.embed(mel, wins)
         w_len = np.array([w[2] - w[1] for w in wins], dtype=float) * MEL_HOP_S
-        # centre on the recording's mean voice (see ``cluster``)
+        # centre on the recording's mean voice: similarities then measure how a window
+        # differs from the call as a whole (removes the shared channel/codec part)
         centred = embs - (embs * w_len[:, None]).sum(0) / w_len.sum()
         centred /= np.linalg.norm(centred, axis=1, keepdims=True) + 1e-9
         fit = w_len >= self.min_window_s
@@ -476,14 +594,19 @@ class EmbeddedDiarizer:
             fit = np.ones(len(wins), dtype=bool)
         # each window stands for ~hop seconds of speech when weighing cluster sizes
         weights = np.minimum(w_len, self.hop_frames * MEL_HOP_S)
-        cents, _ = self.cluster(centred, fit, weights, num_speakers)
-        labels = self.resegment(wins, centred @ cents.T, speech_runs, n)
+        lo, hi = self.speaker_range(num_speakers)
+        lf = self.window_pitch(x, speech, wins)
+        q = self.pitch_evidence(lf, fit)
+        lab, k = self.cluster(centred, embs, fit, weights, lo, hi, lf, q)
+        sims = self.scores(centred, q, centred[fit], None if q is None else q[fit], lab, k)
+        self.last_info["pitch"] = q is not None
+        labels = self.resegment(wins, sims, speech_runs, n)
         labels = _absorb_short(labels, int(round(self.min_segment_s / MEL_HOP_S)))
         labels = _fill_gaps(labels, int(round(self.fill_gap_s / MEL_HOP_S)))
         # relabel by first appearance: SPEAKER_00 speaks first
         vals, first = np.unique(labels[labels >= 0], return_index=True)
         order = [int(v) for v in vals[np.argsort(first)]]
-        remap = np.full(max(len(cents), int(labels.max()) + 1) + 1, -1)
+        remap = np.full(max(k, int(labels.max()) + 1) + 1, -1)
         for new, old in enumerate(order):
             remap[old] = new
         labels = remap[labels]                  # -1 stays -1 (index -1 -> last = -1)
@@ -493,7 +616,6 @@ class EmbeddedDiarizer:
         if self.osd is not None and len(order) >= 2:
             with self._lock:
                 ov = self.osd.mask(x, MEL_HOP_S, n) & (labels >= 0)
-            sims = centred @ cents.T
             for a, b in runs(ov):
                 # the second speaker in an overlap: the best-scoring other speaker around it
                 main = np.bincount(labels[a:b], minlength=len(order))
@@ -513,6 +635,66 @@ class EmbeddedDiarizer:
             segs += _mask_segments(masks[k], name, MEL_HOP_S, pad_s=self.pad_s,
                                    total_s=audio.duration_s, signal=x, trim_db=self.trim_db)
         return _sorted(segs)
+
+
+def _otsu_split(v: np.ndarray) -> tuple[float, float, float, float]:
+    """Best two-group split of 1-D values (Otsu): (threshold, separation in pooled
+    standard deviations, fraction in the smaller group, gap between the group means)."""
+    v = np.sort(np.asarray(v, dtype=float))
+    n = len(v)
+    i = np.arange(2, n - 1)                              # left group v[:i], both >= 2
+    cs = np.cumsum(v)
+    m_left = cs[i - 1] / i
+    m_right = (cs[-1] - cs[i - 1]) / (n - i)
+    cut = int(i[np.argmax(i * (n - i) * (m_right - m_left) ** 2)])
+    a, b = v[:cut], v[cut:]
+    sd = float(np.sqrt((a.var() * len(a) + b.var() * len(b)) / n))
+    gap = float(b.mean() - a.mean())
+    return (float(v[cut - 1] + v[cut]) / 2, gap / (sd + 1e-6), min(len(a), len(b)) / n, gap)
+
+
+def pitch_track(x: np.ndarray, n_frames: int | None = None, *, fmin: float = 60.0,
+                fmax: float = 420.0, win: int = 640, chunk: int = 4000
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """F0 (Hz) and periodicity (0-1) per 10 ms frame (frame j centred at sample 160 j) of
+    a 16 kHz signal: normalised autocorrelation over 40 ms, the shortest lag whose peak
+    is within 10 % of the best (guards against octave-down errors), parabolic
+    interpolation.  Unvoiced frames simply have low periodicity."""
+    hop = 160
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    n = n_frames if n_frames is not None else len(x) // hop + 1
+    f0 = np.zeros(n, dtype=np.float32)
+    per = np.zeros(n, dtype=np.float32)
+    if n == 0 or not len(x):
+        return f0, per
+    pad = np.pad(x, (win // 2, win // 2 + hop + max(0, n * hop - len(x))))
+    lags = np.arange(int(SAMPLE_RATE // fmax), int(np.ceil(SAMPLE_RATE / fmin)) + 1)
+    nfft = 2 * win
+    for c in range(0, n, chunk):
+        m = min(n, c + chunk) - c
+        idx = (np.arange(c, c + m) * hop)[:, None] + np.arange(win)[None]
+        fr = pad[idx].astype(np.float64)
+        fr -= fr.mean(1, keepdims=True)
+        sp = np.fft.rfft(fr, nfft)
+        r = np.fft.irfft(sp.real ** 2 + sp.imag ** 2, nfft)
+        cs = np.concatenate([np.zeros((m, 1)), np.cumsum(fr ** 2, 1)], axis=1)
+        head = cs[:, win - lags]                       # energy of x[0 : W - lag]
+        tail = cs[:, -1:] - cs[:, lags]                # energy of x[lag : W]
+        rho = 2.0 * r[:, lags] / np.maximum(head + tail, 1e-12)
+        best = rho.max(1)
+        peak = np.zeros_like(rho, dtype=bool)
+        peak[:, 1:-1] = (rho[:, 1:-1] >= rho[:, :-2]) & (rho[:, 1:-1] >= rho[:, 2:])
+        ok = peak & (rho >= 0.9 * best[:, None])
+        k = np.where(ok.any(1), ok.argmax(1), rho.argmax(1))
+        k = np.clip(k, 1, len(lags) - 2)
+        rows = np.arange(m)
+        a, b, d = rho[rows, k - 1], rho[rows, k], rho[rows, k + 1]
+        den = a - 2 * b + d
+        delta = np.clip(np.where(np.abs(den) > 1e-9, 0.5 * (a - d) / np.where(
+            np.abs(den) > 1e-9, den, 1.0), 0.0), -1.0, 1.0)
+        f0[c:c + m] = SAMPLE_RATE / (lags[k] + delta)
+        per[c:c + m] = np.clip(b, 0.0, 1.0)
+    return f0, per
 
 
 def _fill_gaps(labels: np.ndarray, max_gap: int) -> np.ndarray:
@@ -595,7 +777,7 @@ class PyannoteDiarizer:
     name = "pyannote"
 
     def __init__(self, model_dir: str, *, device: str = "cpu", use_exclusive: bool = False,
-                 **params):
+                 two_party: bool = False, **params):
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
         import torch
         from pyannote.audio import Pipeline
@@ -613,12 +795,14 @@ class PyannoteDiarizer:
         pipeline.to(torch.device(self.device))
         self.pipeline = pipeline
         self.use_exclusive = use_exclusive
+        self.two_party = two_party     # at most two speakers (max_speakers=2) per call
         self._torch = torch
         self._lock = threading.Lock()
         import pyannote.audio as pa
 
         self.version = (f"pyannote:pyannote.audio-{getattr(pa, '__version__', 'unknown')}"
-                        f"/{os.path.basename(os.path.normpath(model_dir))}")
+                        f"/{os.path.basename(os.path.normpath(model_dir))}"
+                        + ("+two-party" if two_party else ""))
         self.last_exclusive: list[SpeakerSegment] = []
         self.last_regular: list[SpeakerSegment] = []
 
@@ -626,7 +810,8 @@ class PyannoteDiarizer:
                      ) -> tuple[list[SpeakerSegment], list[SpeakerSegment]]:
         """(regular with overlap, exclusive) segments."""
         wav = self._torch.from_numpy(np.ascontiguousarray(audio.mono(), dtype=np.float32))[None]
-        kwargs = {"num_speakers": num_speakers} if num_speakers else {}
+        kwargs = ({"num_speakers": num_speakers} if num_speakers
+                  else {"max_speakers": 2} if self.two_party else {})
         with self._lock:
             out = self.pipeline({"waveform": wav, "sample_rate": SAMPLE_RATE}, **kwargs)
         regular_ann = getattr(out, "speaker_diarization", out)

@@ -90,7 +90,9 @@ class SpeechStage:
     def diarizer(self, backend: str):
         if backend not in self._diarizers:
             mc = self.config.models
-            kwargs = {"device": self.transcriber.device}
+            # every backend takes two_party (embedded: exactly two speakers; pyannote: at
+            # most two; channels: one party per channel); it shows in diarizer.version
+            kwargs = {"device": self.transcriber.device, "two_party": self.config.two_party}
             if backend == "pyannote":
                 if not mc.diarization:
                     raise ValueError("diarization backend 'pyannote' needs models.diarization")
@@ -133,7 +135,8 @@ class SpeechStage:
                 owners.append(i)
 
         t0 = time.perf_counter()
-        words_per_clip, language = self.transcriber.transcribe(clips)
+        words_per_clip, language = self.transcriber.transcribe(
+            clips, groups=[regions[o].speaker for o in owners])
         timings["asr_s"] = time.perf_counter() - t0
 
         words_per_region: list[list] = [[] for _ in regions]
