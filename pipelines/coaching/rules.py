@@ -495,18 +495,24 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
 _CACHE: dict[tuple[str, str], RuleSet] = {}
 
 
+def load_versioned(path: Path, parse, error, cache: dict):
+    """Read a versioned data file and parse it once per (path, content hash): an edited
+    file is parsed again, an unchanged one is not.  ``error(path, rule, field, message)``
+    is raised when the file cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise error(path, "<file>", "<file>", f"cannot read: {e}") from None
+    key = (str(path.resolve()), hashlib.sha256(data).hexdigest())
+    got = cache.get(key)
+    if got is None:
+        got = cache[key] = parse(data, path)
+    return got
+
+
 def load_ruleset(path: str | Path) -> RuleSet:
     """Load and validate one rule file (fails fast with RuleSetError)."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise RuleSetError(p, "<file>", "<file>", f"cannot read: {e}") from None
-    key = (str(p.resolve()), hashlib.sha256(data).hexdigest())
-    rs = _CACHE.get(key)
-    if rs is None:
-        rs = _CACHE[key] = parse_ruleset(data, p)
-    return rs
+    return load_versioned(Path(path), parse_ruleset, RuleSetError, _CACHE)
 
 
 def default_ruleset() -> RuleSet:

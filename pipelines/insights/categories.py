@@ -22,7 +22,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..coaching.rules import RULES_DIR, RuleSet, RuleSetError, _act_refs, _check_regex, _expand, _leaf
+from ..coaching.rules import (RULES_DIR, RuleSet, RuleSetError, _act_refs, _check_regex, _expand, _leaf,
+                              load_versioned)
 
 DEFAULT_CATEGORIES = RULES_DIR / "categories.yaml"
 TRIGGER_NAMES = ("complexity", "lack_of_authority", "specialised_help", "emotional_state")
@@ -334,15 +335,7 @@ _CACHE: dict[tuple[str, str], Categories] = {}
 def load_categories(path: str | Path | None = None) -> Categories:
     """Load and validate a categories file (default: pipelines/rules/categories.yaml)."""
     p = Path(path) if path is not None else DEFAULT_CATEGORIES
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise CategoriesError(p, "<file>", "<file>", f"cannot read: {e}") from None
-    key = (str(p.resolve()), hashlib.sha256(data).hexdigest())
-    got = _CACHE.get(key)
-    if got is None:
-        got = _CACHE[key] = parse_categories(data, p)
-    return got
+    return load_versioned(p, parse_categories, CategoriesError, _CACHE)
 
 
 def default_categories() -> Categories:

@@ -31,6 +31,7 @@ import polars as pl
 
 from ..contract import CHECKS
 from ..tables import _day
+from .due import call_clock
 
 ESCALATED = ("escalation", "handoff")
 UTC_US = pl.Datetime("us", "UTC")
@@ -100,15 +101,9 @@ TABLES = {
 # per-call rows
 # ---------------------------------------------------------------------------------------
 def _utc_iso(started_at: Any) -> str | None:
-    if not started_at:
-        return None
-    try:
-        dt = datetime.fromisoformat(str(started_at).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    """``started_at`` in UTC (an offset-less time is read as UTC), None when unparseable."""
+    dt = call_clock(started_at)
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds") if dt else None
 
 
 def _week(day_iso: str | None) -> tuple[str | None, str | None]:
