@@ -289,6 +289,10 @@ def main(argv=None) -> int:
             if not p.exists():
                 continue
             d = json.loads(p.read_text())
+            # the file name says which labelled call it is (a job names transcripts by
+            # its own call_id, e.g. "<name>.mono16k"); the features stay valid (they are
+            # keyed by the turns, not by the id)
+            d["call_id"] = cid
             items.append((Transcript.from_dict(d), d.get("features")))
     else:
         items = [(truth_transcript(d), None) for d in truth.values()]

@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 FEATURES_SCHEMA = "callcoach.coaching_features"
-NORMALISER_VERSION = "4"
+NORMALISER_VERSION = "5"   # 5: comma splices split into sentences
 
 # ---------------------------------------------------------------------------------------
 # The act bank.  Prototypes are written for this bank (generic contact-centre language
@@ -360,8 +360,36 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:[':.][A-Za-z0-9]+)*|\?|,|;|\S")
 _SENT_END_RE = re.compile(r"[.!?]+[\"')\]]*(?=\s+[\"'(\[]?[A-Z0-9])|[.!?]+[\"')\]]*\s*$")
 
 
+# Whisper often joins sentences with commas ("I'm so sorry, I completely understand, what's
+# your number?"); a comma followed by a word that starts a new clause (a subject pronoun
+# with its verb, a question word) ends a sentence too, when both sides have >= 2 words.
+_CLAUSE_STARTS = {"i", "i'm", "i'll", "i've", "i'd", "we'll", "we're", "we've", "we'd", "what's",
+                  "what", "how", "when", "where", "why", "who", "could", "can", "would", "will",
+                  "let", "let's", "our", "that's", "there's", "please", "you'll", "you're",
+                  "he'll", "she'll", "they'll", "someone"}
+_SPLICE_RE = re.compile(r",\s+(?=([A-Za-z']+))")
+
+
+def _split_splices(text: str, a: int, b: int) -> list[tuple[int, int]]:
+    out, start = [], a
+    for m in _SPLICE_RE.finditer(text, a, b):
+        if m.group(1).lower() not in _CLAUSE_STARTS:
+            continue
+        left = text[start:m.start()]
+        if len(left.split()) >= 2 and len(text[m.end():b].split()) >= 2:
+            out.append((start, m.start() + 1))
+            start = m.end()
+    out.append((start, b))
+    return out
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (punctuation-based, abbreviations kept)."""
+    """Character spans of the sentences of ``text`` (punctuation-based, abbreviations kept,
+    comma splices split, see ``_CLAUSE_STARTS``)."""
+    return [p for a, b in _split_stops(text) for p in _split_splices(text, a, b)]
+
+
+def _split_stops(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     n = len(text)
