@@ -132,3 +132,43 @@ def test_packed_windows_keep_every_word_in_its_own_turn(turns_as_clips, model_di
         for j in (i - 1, i + 1):
             if 0 <= j < len(texts) and len(NORM(texts[j]).split()) >= 4:
                 assert own < jiwer.wer(NORM(texts[j]), NORM(hyp) or "-"), (i, j, hyp)
+
+
+@pytest.mark.slow
+def test_a_window_caught_in_a_repetition_loop_is_decoded_again(turns_as_clips, model_dir):
+    """Fault injected: the first decode of the second window comes back as a repetition
+    loop (what Whisper produced on a spelled phone number at 8 kHz).  That window alone is
+    decoded again, by the real model, with repeated 3-grams forbidden; the other windows
+    keep their first decode, and no looped text reaches the transcript."""
+    from faster_whisper.transcribe import Segment, Word as FwWord
+
+    clips, texts, speakers = turns_as_clips
+    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
+                               cpu_threads=2))
+    real = tr.pipeline.transcribe
+    calls = []
+
+    def faulty(buffer, **kw):
+        calls.append(kw)
+        segments, info = real(buffer, **kw)
+        segments = list(segments)
+        if len(calls) == 1:                       # first pass: window 1 loops
+            w = kw["clip_timestamps"][1]
+            loop = [FwWord(w["start"] + 0.3 * k, w["start"] + 0.3 * k + 0.2, " then,", 0.9)
+                    for k in range(40)]
+            segments = [s for s in segments if not (w["start"] <= (s.start + s.end) / 2 < w["end"])]
+            segments.append(Segment(id=99, seek=0, start=w["start"], end=w["end"],
+                                    text=" then," * 40, tokens=[], avg_logprob=-0.2,
+                                    compression_ratio=12.0, no_speech_prob=0.01,
+                                    words=loop, temperature=0.0))
+        return segments, info
+
+    tr.pipeline.transcribe = faulty
+    words, _ = tr.transcribe(clips, speakers)
+    assert len(calls) == 2
+    assert "no_repeat_ngram_size" not in calls[0] and calls[1]["no_repeat_ngram_size"] == 3
+    assert len(calls[1]["clip_timestamps"]) == 1 and calls[1]["clip_timestamps"][0] == \
+        calls[0]["clip_timestamps"][1]
+    hyp = [" ".join(w.w for w in ws) for ws in words]
+    assert not any("then, then, then" in h for h in hyp)
+    assert _wer(texts, hyp) <= 0.2

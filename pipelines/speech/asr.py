@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 MAX_CLIP_S = 28.0      # Whisper sees 30 s windows; leave room for padding
 GAP_S = 0.4            # silence between clips in the batch buffer
-METHOD = "packed-by-speaker-v1"   # how clips become Whisper windows (part of the speech fingerprint)
+COMPRESSION_RATIO_MAX = 2.4   # Whisper's own threshold for a repetition loop
+METHOD = "packed-by-speaker-v2"   # v2: windows in a repetition loop are decoded again   # how clips become Whisper windows (part of the speech fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,19 +105,18 @@ class Transcriber:
         ordered = [clips[i] for i in order]
         buffer, spans, windows = pack(ordered, self.config.pack_s,
                                       None if groups is None else [groups[i] for i in order])
-        segments, info = self.pipeline.transcribe(
-            buffer,
-            language=self.config.language,
-            task="transcribe",
-            beam_size=self.config.beam_size,
-            batch_size=self.config.batch_size,
-            word_timestamps=True,
-            without_timestamps=True,
-            initial_prompt=self.config.initial_prompt,
-            clip_timestamps=[{"start": s, "end": e} for s, e in windows],
-            vad_filter=False,
-            log_progress=False,
-        )
+        segments, language = self._decode(buffer, windows)
+        # Whisper can fall into a repetition loop ("then, then, then, ..." over a spelled
+        # number): the batched pipeline has no temperature fallback, so a window whose
+        # text compresses too well is decoded again with repeated 3-grams forbidden
+        # (deterministic, unlike sampling at a higher temperature).
+        looping = sorted({_window_of(seg, windows) for seg in segments
+                          if seg.compression_ratio > COMPRESSION_RATIO_MAX})
+        if looping:
+            log.info("repetition loop in %d of %d Whisper windows: decoded again",
+                     len(looping), len(windows))
+            redo, _ = self._decode(buffer, [windows[i] for i in looping], no_repeat_ngram_size=3)
+            segments = [seg for seg in segments if _window_of(seg, windows) not in looping] + redo
         placed: list[list[Word]] = [[] for _ in clips]
         starts = np.array([s for s, _, _ in spans])
         for seg in segments:
@@ -135,7 +135,31 @@ class Transcriber:
         out: list[list[Word]] = [[] for _ in clips]
         for pos, i in enumerate(order):
             out[i] = placed[pos]
-        return out, info.language
+        return out, language
+
+    def _decode(self, buffer: np.ndarray, windows: list[tuple[float, float]], **options):
+        segments, info = self.pipeline.transcribe(
+            buffer,
+            language=self.config.language,
+            task="transcribe",
+            beam_size=self.config.beam_size,
+            batch_size=self.config.batch_size,
+            word_timestamps=True,
+            without_timestamps=True,
+            initial_prompt=self.config.initial_prompt,
+            clip_timestamps=[{"start": s, "end": e} for s, e in windows],
+            vad_filter=False,
+            log_progress=False,
+            **options,
+        )
+        return list(segments), info.language
+
+
+def _window_of(segment, windows: list[tuple[float, float]]) -> int:
+    """Index of the window a decoded segment came from (by its midpoint)."""
+    mid = (segment.start + segment.end) / 2
+    starts = [a for a, _ in windows]
+    return max(0, int(np.searchsorted(starts, mid, side="right")) - 1)
 
 
 def pack(clips: Sequence[Clip], pack_s: float = MAX_CLIP_S, groups: Sequence[object] | None = None
