@@ -358,8 +358,13 @@ def test_backfill_entrypoint_shape_and_ruleset_mount():
     argv = _backfill_argv()
     assert argv[:2] == ["callcoach", "rescore"], argv
     flags = argv[2::2]
-    assert flags == ["--output", "--ruleset"], f"rescore takes exactly --output URI --ruleset FILE: {argv}"
+    assert flags == ["--output", "--ruleset", "--sse", "--sse-kms-key-id"], \
+        f"rescore takes --output URI --ruleset FILE and the nightly's encryption: {argv}"
     output, ruleset = argv[3], argv[5]
+    # what the backfill rewrites is encrypted exactly as the nightly run writes it
+    nightly_argv = _score_argv()
+    for flag in ("--sse", "--sse-kms-key-id"):
+        assert argv[argv.index(flag) + 1] == nightly_argv[nightly_argv.index(flag) + 1]
     # the backfill re-scores the very output the nightly runs write, with the same rules
     nightly = _parse(["score", *_score_argv()[2:]])
     assert output == nightly.output
