@@ -34,7 +34,7 @@ from .pii import PiiConfig, redact_text, redact_transcript
 from .speech.asr import METHOD as ASR_METHOD
 from .speech.stage import SpeechConfig
 from .storage import ObjectInfo, Store, open_store, safe_key
-from .coaching.features import turn_features
+from .coaching.features import features_valid, turn_features
 from .transcript import SCHEMA_VERSION as TRANSCRIPT_SCHEMA
 
 log = logging.getLogger("callcoach")
@@ -387,9 +387,14 @@ class Score:
             # Idempotent on redacted transcripts; redacts any stored before redaction (or
             # with other settings) and replaces the stored artifact with the redacted one.
             redacted, pii_counts = redact_transcript(transcript, self.pii)
-            if redacted.turns != transcript.turns or redacted.models != transcript.models:
-                if redacted.features is None:
-                    redacted = dataclasses.replace(redacted, features=turn_features(redacted))
+            changed = redacted.turns != transcript.turns or redacted.models != transcript.models
+            if not features_valid(redacted, redacted.features):
+                # stored before this features version (or redacted just now): computed
+                # once here, for the scorer and the insights alike, and stored, so the
+                # next rescore of this call does not pay for the sentence encoder again
+                redacted = dataclasses.replace(redacted, features=turn_features(redacted))
+                changed = True
+            if changed:
                 self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", redacted.to_json(),
                                  "application/json")
             transcript = redacted

@@ -100,3 +100,52 @@ def test_json_logs_are_one_object_per_line(capsys):
     doc = json.loads(JsonFormatter().format(record))
     assert doc["msg"] == "call done" and doc["call_id"] == "c1" and (doc["done"], doc["total"]) == (3, 10)
     assert doc["level"] == "INFO" and doc["logger"] == "callcoach.progress"
+
+
+# -- the Score stage on a stored transcript whose features are stale -----------------------
+
+def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatch):
+    """A transcript stored under an older features version: the Score stage computes the
+    sentence features once for the scorer and the insights alike, and stores them, so the
+    next rescore of the call does not run the sentence encoder again."""
+    import dataclasses
+    from pathlib import Path
+
+    import pipelines.coaching.features as cf
+    import pipelines.flow as flow
+    from pipelines.transcript import Transcript, Turn
+
+    d = json.loads((Path(__file__).resolve().parent.parent / "samples" / "calls"
+                    / "sample-01-escalation.truth.json").read_text())
+    tr = Transcript("c1", d["duration_s"],
+                    tuple(Turn(t["speaker"], t["start"], t["end"], t["text"]) for t in d["turns"]),
+                    models={"asr": "truth", "diarization": "truth"}, metadata=d["metadata"])
+    from pipelines.pii import redact_transcript
+
+    tr, _ = redact_transcript(tr)            # stored transcripts are redacted already
+    fresh = cf.turn_features(tr)
+    stale = dict(fresh, version="cf0-old")
+    store = LocalStore(str(tmp_path))
+    store.write("transcripts/c1.json", dataclasses.replace(tr, features=stale).to_json())
+
+    import pipelines.coaching.score as cs
+    import pipelines.insights.detect as idet
+
+    encoded = []
+    real = cf.features_batch
+    spy = lambda trs, *a, **k: encoded.append(len(trs)) or real(trs, *a, **k)   # noqa: E731
+    for module in (cf, cs, idet):          # every place that may run the encoder
+        monkeypatch.setattr(module, "features_batch", spy)
+    item = {"call_id": "c1", "key": "c1.wav", "etag": "e", "size": 1}
+    score = flow.Score(str(tmp_path), None, "fp", "run-1")
+    out = score(flow.ReadTranscript(str(tmp_path))(item))
+    assert out["status"] == "ok", out["error"]
+    assert sum(encoded) == 1                         # once, not once per consumer
+    stored = json.loads(store.read("transcripts/c1.json"))
+    assert stored["features"]["version"] == cf.FEATURES_VERSION
+    assert cf.features_valid(Transcript.from_dict(stored), stored["features"])
+
+    encoded.clear()                                   # a second rescore: nothing to encode
+    out2 = flow.Score(str(tmp_path), None, "fp", "run-2")(flow.ReadTranscript(str(tmp_path))(item))
+    assert out2["status"] == "ok" and sum(encoded) == 0
+    assert json.loads(out2["table_row"]) == json.loads(out["table_row"])
