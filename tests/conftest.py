@@ -29,20 +29,26 @@ def s3_server():
         server.stop()
 
 
+def use_local_s3(mp: pytest.MonkeyPatch, endpoint: str, scratch) -> None:
+    """Point the standard AWS environment at the local server (through ``mp``, so it is
+    undone with it), keeping a developer's own AWS config and profile out of the tests.
+    For module-scoped fixtures too: ``with pytest.MonkeyPatch.context() as mp``."""
+    mp.setenv("AWS_ENDPOINT_URL", endpoint)
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    mp.setenv("AWS_REGION", "us-east-1")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        mp.delenv(name, raising=False)
+    mp.setenv("AWS_CONFIG_FILE", str(scratch / "no-aws-config"))
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(scratch / "no-aws-credentials"))
+
+
 @pytest.fixture
 def s3_bucket(s3_server, monkeypatch, tmp_path):
     import boto3
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    # Keep a developer's own AWS config/profile out of the tests.
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    use_local_s3(monkeypatch, s3_server, tmp_path)
     bucket = f"test-{uuid.uuid4().hex[:16]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return bucket

@@ -9,7 +9,6 @@ prefix reports it (moto records it; an object written without it reports none).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,27 +20,17 @@ import boto3
 import pytest
 
 from faultproxy import FaultProxy
+from harnesslib import crash_harness
 
 REPO = Path(__file__).resolve().parent.parent
 CARD = "4539 1488 0343 6467"     # Luhn-valid test number: forces every transcript's rewrite
-
-
-def _harness():
-    """scripts/crash_harness.py as a module (its archive builder and output comparison)."""
-    if "crash_harness" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("crash_harness",
-                                                      REPO / "scripts" / "crash_harness.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["crash_harness"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["crash_harness"]
 
 
 def _seed(bucket: str, prefix: str, n: int = 5) -> None:
     """Stored transcripts holding a card number: the run redacts and rewrites each one, so
     transcripts are among the objects it writes."""
     s3 = boto3.client("s3")
-    for key, data in _harness().build_archive(n, seed=2).items():
+    for key, data in crash_harness().build_archive(n, seed=2).items():
         doc = json.loads(data)
         turn = next(t for t in doc["turns"] if t["speaker"] == "customer")
         turn["text"] += f" My card is {CARD}."

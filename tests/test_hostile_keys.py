@@ -21,6 +21,8 @@ import boto3
 import polars as pl
 import pytest
 
+from conftest import use_local_s3
+
 from pipelines.flow import _disambiguate, call_ids, list_calls
 from pipelines.ledger import Entry
 from pipelines.storage import LocalStore, S3Store, safe_key
@@ -129,13 +131,8 @@ def runs(s3_server, tmp_path_factory):
 
     from pipelines.flow import RunConfig, run
 
-    env = {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": str(tmp_path_factory.mktemp("aws") / "none")}
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
+        use_local_s3(mp, s3_server, tmp_path_factory.mktemp("aws"))
         base = tmp_path_factory.mktemp("hostile")
         for name, data in LOCAL_NAMES.items():
             path = base / "in" / name

@@ -19,6 +19,8 @@ import boto3
 import polars as pl
 import pytest
 
+from conftest import use_local_s3
+
 from pipelines.flow import RunConfig, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,23 +34,19 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def s3(s3_server, tmp_path_factory):
     """Buckets for input and output, the AWS environment pointing at the local server,
-    and a Ray started inside that environment (its workers inherit it)."""
+    and a Ray started inside that environment (its workers inherit it); yields the
+    client and the endpoint."""
     import ray
 
-    env = {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": str(tmp_path_factory.mktemp("aws") / "none")}
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
+        use_local_s3(mp, s3_server, tmp_path_factory.mktemp("aws"))
         ray.shutdown()
         client = boto3.client("s3")
         client.create_bucket(Bucket="calls-in")
         client.create_bucket(Bucket="coaching-out")
         for name, ext in FIRST.items():
             _upload(client, name, ext)
-        yield client, env
+        yield client, s3_server
         ray.shutdown()
 
 
@@ -68,9 +66,9 @@ def _keys(client, prefix: str) -> list[str]:
     return sorted(o["Key"] for p in pages for o in p.get("Contents", ()))
 
 
-def _table(env, name: str) -> pl.DataFrame:
+def _table(endpoint, name: str) -> pl.DataFrame:
     """Read a table straight from the output prefix, as a BI tool would (Polars over S3)."""
-    opts = {"aws_endpoint_url": env["AWS_ENDPOINT_URL"], "aws_access_key_id": "testing",
+    opts = {"aws_endpoint_url": endpoint, "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing", "aws_region": "us-east-1", "allow_http": "true"}
     return pl.read_parquet(f"s3://coaching-out/nightly/tables/{name}/**/*.parquet",
                            storage_options=opts, hive_partitioning=True)
@@ -84,14 +82,14 @@ def _reports(client, version: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def scenario(s3, tmp_path_factory):
     """Run the four steps once; the tests below read what each step left."""
-    client, env = s3
+    client, endpoint = s3
     steps = {"first": run(_config())}
-    steps["calls_after_first"] = sorted(_table(env, "calls")["call_id"])
+    steps["calls_after_first"] = sorted(_table(endpoint, "calls")["call_id"])
     steps["second"] = run(_config())
     for name, ext in LATER.items():
         _upload(client, name, ext)
     steps["third"] = run(_config())
-    steps["calls_after_third"] = sorted(_table(env, "calls")["call_id"])
+    steps["calls_after_third"] = sorted(_table(endpoint, "calls")["call_id"])
 
     rules = (REPO / "pipelines" / "rules" / "default.yaml").read_text()
     steps["rule_found"] = STANDARD_RULE in rules
@@ -132,7 +130,7 @@ def test_a_new_call_is_processed_alone(scenario):
 
 
 def test_rescore_with_a_changed_rule_changes_verdicts_without_asr(s3, scenario):
-    client, env = s3
+    client, endpoint = s3
     assert scenario["rule_found"], "the default rules no longer hold the rule this test changes"
     summary, old_version = scenario["rescore"], scenario["first"].ruleset_version
     assert summary.transcribed == 0 and summary.audio_s == 0.0
@@ -155,7 +153,7 @@ def test_rescore_with_a_changed_rule_changes_verdicts_without_asr(s3, scenario):
         assert new[call_id]["call_type"] == old[call_id]["call_type"]
         assert new[call_id]["process_checks"] == old[call_id]["process_checks"]
         assert new[call_id]["talk_ratio"]["agent"] == old[call_id]["talk_ratio"]["agent"]
-    calls = _table(env, "calls")
+    calls = _table(endpoint, "calls")
     assert set(calls["ruleset_version"]) == {new_version}
     for call_id in FIRST:
         row = calls.filter(pl.col("call_id") == call_id)
@@ -163,9 +161,9 @@ def test_rescore_with_a_changed_rule_changes_verdicts_without_asr(s3, scenario):
 
 
 def test_tables_read_from_s3_equal_what_the_reports_imply(s3, scenario):
-    client, env = s3
+    client, endpoint = s3
     reports = {r["call_id"]: r for r in _reports(client, scenario["rescore"].ruleset_version)}
-    calls = _table(env, "calls")
+    calls = _table(endpoint, "calls")
     assert sorted(calls["call_id"]) == sorted(reports)
     for row in calls.iter_rows(named=True):
         r = reports[row["call_id"]]
@@ -177,7 +175,7 @@ def test_tables_read_from_s3_equal_what_the_reports_imply(s3, scenario):
             assert row[f"check_{c['check']}"] == c["passed"]
         assert row["risks"] == len(r["risks"])
         assert str(row["day"]) == r["started_at"][:10]
-    by_type = _table(env, "call_type_daily")
+    by_type = _table(endpoint, "call_type_daily")
     assert by_type["calls"].sum() == len(reports)
     for row in by_type.iter_rows(named=True):
         group = [r for r in reports.values()
@@ -188,17 +186,17 @@ def test_tables_read_from_s3_equal_what_the_reports_imply(s3, scenario):
                   if c["check"] == "ticket_reference_provided" and c["passed"] is not None]
         if checks:
             assert row["pass_rate_ticket_reference_provided"] == pytest.approx(sum(checks) / len(checks))
-    team = _table(env, "team_daily")
+    team = _table(endpoint, "team_daily")
     escalated = sum(r["call_type"] in ("escalation", "handoff") for r in reports.values())
     assert team["calls"].sum() == len(reports)
     assert (team["calls"] * team["escalation_rate"]).sum() == pytest.approx(escalated)
-    agent = _table(env, "agent_daily")
+    agent = _table(endpoint, "agent_daily")
     assert agent["calls"].sum() == len(reports)
-    assert _table(env, "failures").height == 0
+    assert _table(endpoint, "failures").height == 0
     # cross-call insights land beside them, one insight row per scored call
-    insights = _table(env, "insights")
+    insights = _table(endpoint, "insights")
     assert sorted(insights["call_id"]) == sorted(reports)
-    recurring = _table(env, "recurring_issues")
+    recurring = _table(endpoint, "recurring_issues")
     assert recurring["calls"].sum() == len(reports)
     for name in ("commitments", "commitments_by_agent", "recognition"):
-        _table(env, name)                      # readable straight from the prefix
+        _table(endpoint, name)                      # readable straight from the prefix

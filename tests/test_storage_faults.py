@@ -11,7 +11,6 @@ proxy (tests/faultproxy.py).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -22,19 +21,9 @@ import boto3
 import pytest
 
 from faultproxy import FaultProxy
+from harnesslib import crash_harness
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _harness():
-    """scripts/crash_harness.py as a module (its archive builder and output comparison)."""
-    if "crash_harness" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("crash_harness",
-                                                      REPO / "scripts" / "crash_harness.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["crash_harness"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["crash_harness"]
 
 
 @pytest.fixture
@@ -95,7 +84,7 @@ def test_a_job_through_a_store_failing_15_percent_of_requests_loses_nothing(prox
 
     from pipelines.flow import RunConfig, run
 
-    h = _harness()
+    h = crash_harness()
     archive = h.build_archive(12, seed=5)
     clean = h.S3Target(proxy.endpoint, s3_bucket, "clean")
     faulty = h.S3Target(proxy.endpoint, s3_bucket, "faulty")
