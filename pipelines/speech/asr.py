@@ -110,13 +110,14 @@ class Transcriber:
         # number): the batched pipeline has no temperature fallback, so a window whose
         # text compresses too well is decoded again with repeated 3-grams forbidden
         # (deterministic, unlike sampling at a higher temperature).
-        looping = sorted({_window_of(seg, windows) for seg in segments
+        window_of = _windows_of(segments, windows)
+        looping = sorted({w for seg, w in zip(segments, window_of)
                           if seg.compression_ratio > COMPRESSION_RATIO_MAX})
         if looping:
             log.info("repetition loop in %d of %d Whisper windows: decoded again",
                      len(looping), len(windows))
             redo, _ = self._decode(buffer, [windows[i] for i in looping], no_repeat_ngram_size=3)
-            segments = [seg for seg in segments if _window_of(seg, windows) not in looping] + redo
+            segments = [seg for seg, w in zip(segments, window_of) if w not in looping] + redo
         placed: list[list[Word]] = [[] for _ in clips]
         starts = np.array([s for s, _, _ in spans])
         for seg in segments:
@@ -155,11 +156,11 @@ class Transcriber:
         return list(segments), info.language
 
 
-def _window_of(segment, windows: list[tuple[float, float]]) -> int:
-    """Index of the window a decoded segment came from (by its midpoint)."""
-    mid = (segment.start + segment.end) / 2
-    starts = [a for a, _ in windows]
-    return max(0, int(np.searchsorted(starts, mid, side="right")) - 1)
+def _windows_of(segments, windows: list[tuple[float, float]]) -> list[int]:
+    """For each decoded segment, the index of the window it came from (by its midpoint)."""
+    starts = np.array([a for a, _ in windows])
+    mids = np.array([(seg.start + seg.end) / 2 for seg in segments])
+    return [max(0, int(i) - 1) for i in np.searchsorted(starts, mids, side="right")]
 
 
 def pack(clips: Sequence[Clip], pack_s: float = MAX_CLIP_S, groups: Sequence[object] | None = None

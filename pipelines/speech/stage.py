@@ -63,6 +63,29 @@ def merge_regions(segments, merge_gap: float = MERGE_GAP_S) -> list[Region]:
     return sorted((r for rs in by_speaker.values() for r in rs), key=lambda r: (r.start, r.end))
 
 
+def cut_clips(audio: Audio, backend: str, regions: list[Region]) -> tuple[list[Clip], list[int]]:
+    """The clips Whisper hears: each region (from its own channel when the ``channels``
+    backend found it), with ``PAD_S`` of context, cut at quiet points when longer than a
+    Whisper window; and for each clip the index of the region it came from."""
+    clips: list[Clip] = []
+    owners: list[int] = []
+    n = audio.samples.shape[1]
+    mono = None            # the mono mix, made once (a stereo mix is a pass over the call)
+    for i, r in enumerate(regions):
+        if backend == "channels" and r.speaker.startswith("CH"):
+            signal = audio.samples[int(r.speaker[2:])]
+        else:
+            if mono is None:
+                mono = audio.mono()
+            signal = mono
+        a = max(0, int((r.start - PAD_S) * SAMPLE_RATE))
+        b = min(n, int((r.end + PAD_S) * SAMPLE_RATE))
+        for clip in split_long(signal[a:b], a / SAMPLE_RATE):
+            clips.append(clip)
+            owners.append(i)
+    return clips, owners
+
+
 class SpeechStage:
     def __init__(self, config: SpeechConfig | None = None):
         from .diarize import make_diarizer
@@ -120,20 +143,7 @@ class SpeechStage:
         timings["diarize_s"] = time.perf_counter() - t0
         regions = merge_regions(segments)
 
-        clips: list[Clip] = []
-        owners: list[int] = []
-        n = audio.samples.shape[1]
-        for i, r in enumerate(regions):
-            if backend == "channels" and r.speaker.startswith("CH"):
-                signal = audio.samples[int(r.speaker[2:])]
-            else:
-                signal = audio.mono()
-            a = max(0, int((r.start - PAD_S) * SAMPLE_RATE))
-            b = min(n, int((r.end + PAD_S) * SAMPLE_RATE))
-            for clip in split_long(signal[a:b], a / SAMPLE_RATE):
-                clips.append(clip)
-                owners.append(i)
-
+        clips, owners = cut_clips(audio, backend, regions)
         t0 = time.perf_counter()
         words_per_clip, language = self.transcriber.transcribe(
             clips, groups=[regions[o].speaker for o in owners])

@@ -15,7 +15,7 @@ import time
 
 T_START = time.perf_counter()
 
-from scripts.bench.common import ROOT  # noqa: E402,F401  (sets sys.path and offline env)
+from scripts.bench.common import ROOT, timed  # noqa: E402,F401  (ROOT: sets sys.path and offline env)
 
 
 def main() -> int:
@@ -37,15 +37,6 @@ def main() -> int:
     phases: dict[str, float] = {}
     marks: dict[str, float] = {}
 
-    def timed(name, fn):
-        def wrapper(*a, **k):
-            s = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                phases[name] = phases.get(name, 0.0) + time.perf_counter() - s
-        return wrapper
-
     def timed_gen(name, fn):
         def wrapper(*a, **k):
             s = time.perf_counter()
@@ -61,13 +52,13 @@ def main() -> int:
             marks["rows"] = n
         return wrapper
 
-    flow.init_ray = timed("ray_init_s", flow.init_ray)
-    flow._versions = timed("load_rules_s", flow._versions)
-    flow.ledger_mod.load = timed("ledger_load_s", flow.ledger_mod.load)
-    flow.ledger_mod.commit = timed("ledger_commit_s", flow.ledger_mod.commit)
-    flow._stored_transcripts = timed("list_transcripts_s", flow._stored_transcripts)
-    flow.list_calls = timed("list_inputs_s", flow.list_calls)
-    flow._finish = timed("finish_tables_s", flow._finish)
+    flow.init_ray = timed(flow.init_ray, phases, "ray_init_s")
+    flow._versions = timed(flow._versions, phases, "load_rules_s")
+    flow.ledger_mod.load = timed(flow.ledger_mod.load, phases, "ledger_load_s")
+    flow.ledger_mod.commit = timed(flow.ledger_mod.commit, phases, "ledger_commit_s")
+    flow._stored_transcripts = timed(flow._stored_transcripts, phases, "list_transcripts_s")
+    flow.list_calls = timed(flow.list_calls, phases, "list_inputs_s")
+    flow._finish = timed(flow._finish, phases, "finish_tables_s")
     flow._execute = timed_gen("execute_s", flow._execute)
 
     config = flow.RunConfig(input=args.input, output=args.output, num_cpus=args.num_cpus)

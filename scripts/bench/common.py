@@ -87,6 +87,18 @@ def loadavg() -> str:
         return "?"
 
 
+def timed(fn: Callable, acc: dict[str, float], label: str) -> Callable:
+    """``fn`` wrapped so every call adds its wall time to ``acc[label]`` (how benchmarks
+    time a pipeline phase from the outside, without changing the pipeline)."""
+    def wrapper(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            acc[label] = acc.get(label, 0.0) + time.perf_counter() - t0
+    return wrapper
+
+
 def command_line() -> str:
     return " ".join([".venv/bin/python", "-m", sys.modules["__main__"].__spec__.name
                      if getattr(sys.modules["__main__"], "__spec__", None) else sys.argv[0]]

@@ -42,7 +42,8 @@ import threading
 import time
 from pathlib import Path
 
-from scripts.bench.common import OUT, ROOT, command_line, loadavg, machine, md_table, save_result, verdict
+from scripts.bench.common import (OUT, ROOT, command_line, loadavg, machine, md_table, save_result,
+                                  timed, verdict)
 
 TARGET_AUDIO_H_PER_GPU_H = 150.0
 AUDIO_EXT = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
@@ -244,16 +245,7 @@ def main(argv=None) -> int:
                             gpus_per_actor=gpa, cpus_per_actor=1.0)
 
     phases: dict[str, float] = {}
-    orig_init = flow.init_ray
-
-    def init_ray(cfg):
-        t0 = time.perf_counter()
-        try:
-            return orig_init(cfg)
-        finally:
-            phases["ray_init_s"] = phases.get("ray_init_s", 0.0) + time.perf_counter() - t0
-
-    flow.init_ray = init_ray
+    flow.init_ray = timed(flow.init_ray, phases, "ray_init_s")
     done_at: list[tuple[float, float, str]] = []   # (t, audio s, status)
     t_start = 0.0
 

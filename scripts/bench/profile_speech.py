@@ -7,11 +7,10 @@ For each file: diarize once, cut the clips exactly as ``SpeechStage`` does, then
 ASR step in variants on the same clips (CPU seconds of this process, the figure least
 disturbed by other load; min over --repeats; wall time beside it):
 
-  as-is       ``Transcriber.transcribe(clips)``: one Whisper window per speaker region
-  no-words    the same clips, ``word_timestamps=False`` (what word timings cost)
-  packed      consecutive clips packed into windows of <= 28 s (0.4 s silence between,
-              as the buffer already has), one ``clip_timestamps`` entry per window; words
-              mapped back to their clip by time, as ``Transcriber.transcribe`` does
+  as-is       one Whisper window per clip (``pack_s=0``; the stage before packing)
+  no-words    the same windows, ``word_timestamps=False`` (what word timings cost)
+  packed      ``Transcriber.transcribe(clips)``: consecutive clips packed into windows of
+              <= 28 s (0.4 s silence between), words mapped back to their clip by time
   whisperx    ``whisperx`` model.transcribe on the mono mix (VAD chunks <= 30 s)
 
 plus the number of 30 s encoder windows each variant feeds Whisper (Whisper pads every
@@ -24,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import os
 import pstats
@@ -34,92 +34,40 @@ from pathlib import Path
 from scripts.bench.common import command_line, loadavg, md_table, save_result
 from scripts.bench.speech_cpu import default_files, sidecar_for, truth_for, wer
 
-WINDOW_S = 28.0
-GAP_S = 0.4
-
 
 def clips_of(stage, audio):
     """Diarize and cut clips exactly as SpeechStage.__call__ does."""
-    from pipelines.audio import SAMPLE_RATE
-    from pipelines.speech.asr import split_long
-    from pipelines.speech.stage import PAD_S, merge_regions
+    from pipelines.speech.stage import cut_clips, merge_regions
 
     backend = stage.backend_for(audio)
     diarizer = stage.diarizer(backend)
     t0 = time.perf_counter()
     regions = merge_regions(diarizer(audio))
     diarize_s = time.perf_counter() - t0
-    clips = []
-    n = audio.samples.shape[1]
-    for r in regions:
-        if backend == "channels" and r.speaker.startswith("CH"):
-            signal = audio.samples[int(r.speaker[2:])]
-        else:
-            signal = audio.mono()
-        a = max(0, int((r.start - PAD_S) * SAMPLE_RATE))
-        b = min(n, int((r.end + PAD_S) * SAMPLE_RATE))
-        clips.extend(split_long(signal[a:b], a / SAMPLE_RATE))
+    clips, _ = cut_clips(audio, backend, regions)
     return backend, regions, clips, diarize_s
 
 
-def transcribe_packed(transcriber, clips, window_s: float = WINDOW_S):
-    """Like Transcriber.transcribe, but consecutive clips share a Whisper window."""
-    import numpy as np
-
-    from pipelines.audio import SAMPLE_RATE
-    from pipelines.speech.asr import MAX_CLIP_S
-
-    pieces, spans, windows = [], [], []
-    pos = 0
-    gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
-    for clip in clips:
-        samples = clip.samples[: int(MAX_CLIP_S * SAMPLE_RATE)]
-        s0, s1 = pos / SAMPLE_RATE, (pos + len(samples)) / SAMPLE_RATE
-        if windows and s1 - windows[-1][0] <= window_s:
-            windows[-1][1] = s1
-        else:
-            windows.append([s0, s1])
-        spans.append((s0, s1, clip.start))
-        pieces += [samples, gap]
-        pos += len(samples) + len(gap)
-    buffer = np.concatenate(pieces)
-    cfg = transcriber.config
-    segments, _ = transcriber.pipeline.transcribe(
-        buffer, language=cfg.language, task="transcribe", beam_size=cfg.beam_size,
-        batch_size=cfg.batch_size, word_timestamps=True, without_timestamps=True,
-        initial_prompt=cfg.initial_prompt, clip_timestamps=[{"start": s, "end": e} for s, e in windows],
-        vad_filter=False, log_progress=False)
-    starts = np.array([s for s, _, _ in spans])
-    out = [[] for _ in clips]
-    for seg in segments:
-        if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0:
-            continue
-        for w in seg.words or ():
-            mid = (w.start + w.end) / 2
-            i = int(np.clip(np.searchsorted(starts, mid, side="right") - 1, 0, len(spans) - 1))
-            if w.word.strip():
-                out[i].append(w.word.strip())
-    return out, len(windows)
+def transcribe_with(transcriber, clips, groups=None, **config):
+    """``Transcriber.transcribe`` with some of its AsrConfig changed for this call."""
+    saved = transcriber.config
+    transcriber.config = dataclasses.replace(saved, **config)
+    try:
+        return transcriber.transcribe(clips, groups)[0]
+    finally:
+        transcriber.config = saved
 
 
 def transcribe_no_words(transcriber, clips):
-    import numpy as np
+    """Per-clip windows (as ``per-clip``) without word timestamps: what word timings cost."""
+    from pipelines.speech.asr import pack
 
-    from pipelines.audio import SAMPLE_RATE
-    from pipelines.speech.asr import MAX_CLIP_S
-
-    pieces, spans, pos = [], [], 0
-    gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
-    for clip in clips:
-        samples = clip.samples[: int(MAX_CLIP_S * SAMPLE_RATE)]
-        spans.append((pos / SAMPLE_RATE, (pos + len(samples)) / SAMPLE_RATE))
-        pieces += [samples, gap]
-        pos += len(samples) + len(gap)
+    buffer, _, windows = pack(clips, 0)
     cfg = transcriber.config
     segments, _ = transcriber.pipeline.transcribe(
-        np.concatenate(pieces), language=cfg.language, task="transcribe", beam_size=cfg.beam_size,
+        buffer, language=cfg.language, task="transcribe", beam_size=cfg.beam_size,
         batch_size=cfg.batch_size, word_timestamps=False, without_timestamps=True,
-        initial_prompt=cfg.initial_prompt, clip_timestamps=[{"start": s, "end": e} for s, e in spans],
+        initial_prompt=cfg.initial_prompt, clip_timestamps=[{"start": s, "end": e} for s, e in windows],
         vad_filter=False, log_progress=False)
     return " ".join(s.text.strip() for s in segments)
 
@@ -144,13 +92,13 @@ def main(argv=None) -> int:
     files = args.files or default_files()
     T = args.threads
 
-    import numpy as np
     import torch
 
     torch.set_num_threads(T)
     import whisperx
 
     from pipelines.audio import decode
+    from pipelines.speech.asr import pack
     from pipelines.speech.stage import SpeechConfig, SpeechStage
 
     stage = SpeechStage(SpeechConfig(device="cpu", compute_type="int8", cpu_threads=T))
@@ -168,26 +116,27 @@ def main(argv=None) -> int:
         a = decode(f.read_bytes())
         backend, regions, clips, diarize_s = clips_of(stage, a)
         tr = stage.transcriber
-        asis = timed(lambda: tr.transcribe(clips)[0], args.repeats)
+        asis = timed(lambda: transcribe_with(tr, clips, pack_s=0), args.repeats)
         nowords = timed(lambda: transcribe_no_words(tr, clips), args.repeats)
-        packed = timed(lambda: transcribe_packed(tr, clips), args.repeats)
+        packed = timed(lambda: transcribe_with(tr, clips), args.repeats)
+        n_packed = len(pack(clips)[2])
         wxr = timed(lambda: wx.transcribe(a.mono(), batch_size=8), args.repeats)
         truth = truth_for(f)
         ref = " ".join(t["text"] for t in truth["turns"]) if truth else ""
         texts = {"as-is": " ".join(w.w for ws in asis[2] for w in ws),
                  "no-words": nowords[2],
-                 "packed": " ".join(w for ws in packed[2][0] for w in ws),
+                 "packed": " ".join(w.w for ws in packed[2] for w in ws),
                  "whisperx": " ".join(s["text"].strip() for s in wxr[2]["segments"])}
         r = {"file": f.name, "audio_s": a.duration_s, "backend": backend, "regions": len(regions),
              "clips": len(clips), "clip_audio_s": sum(len(c.samples) for c in clips) / 16000,
-             "windows_asis": len(clips), "windows_packed": packed[2][1],
+             "windows_asis": len(clips), "windows_packed": n_packed,
              "windows_whisperx": len(wxr[2]["segments"]), "diarize_s": diarize_s,
              "cpu": {"as-is": asis[0], "no-words": nowords[0], "packed": packed[0], "whisperx": wxr[0]},
              "wall": {"as-is": asis[1], "no-words": nowords[1], "packed": packed[1], "whisperx": wxr[1]},
              "wer": {k: wer(ref, v)[0] for k, v in texts.items()} if ref else {},
              "load": loadavg()}
         rows.append(r)
-        print(f"  {f.name}: clips {len(clips)} windows packed {packed[2][1]}; cpu as-is {asis[0]:.1f} "
+        print(f"  {f.name}: clips {len(clips)} windows packed {n_packed}; cpu as-is {asis[0]:.1f} "
               f"packed {packed[0]:.1f} whisperx {wxr[0]:.1f} (load {loadavg()})", file=sys.stderr, flush=True)
 
     # cProfile one full stage call on the longest mono file

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from scripts.bench.common import (CACHE, OUT, ROOT, archive_copy, command_line, loadavg, md_table,
-                                  run_child, save_result, small_png, verdict)
+                                  run_child, save_result, small_png, timed, verdict)
 
 TARGET_CALLS_S = 2000.0
 
@@ -125,14 +125,7 @@ def breakdown(n: int) -> dict:
 
     def wrap(mod, name, label):
         fn = getattr(mod, name)
-
-        def w(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                acc[label] = acc.get(label, 0.0) + time.perf_counter() - t0
-        setattr(mod, name, w)
+        setattr(mod, name, timed(fn, acc, label))
         return fn
 
     originals = [
@@ -146,15 +139,7 @@ def breakdown(n: int) -> dict:
         (ledger_mod, "record", wrap(ledger_mod, "record", "ledger.record (entry JSON write)")),
     ]
     orig_from_json = Transcript.from_json
-
-    def from_json(data):
-        t0 = time.perf_counter()
-        try:
-            return orig_from_json(data)
-        finally:
-            acc["Transcript.from_json"] = acc.get("Transcript.from_json", 0.0) + time.perf_counter() - t0
-
-    Transcript.from_json = staticmethod(from_json)
+    Transcript.from_json = staticmethod(timed(orig_from_json, acc, "Transcript.from_json"))
     try:
         t0 = time.perf_counter()
         rt = flow.ReadTranscript(out)
