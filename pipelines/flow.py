@@ -1,7 +1,8 @@
 """The Ray Data graph: the only module that moves bytes between storage and stages.
 
     list (driver) -> read + decode (CPU tasks) -> speech (actors, models loaded once,
-    GPU when configured) -> score (CPU tasks) -> per-call writes -> tables (driver)
+    GPU when configured) -> score (CPU actors, batches of calls) -> per-call writes
+    -> tables (driver)
 
 Each call is a row.  A stage that fails on a call turns the row into a failure (stage and
 reason) that later stages pass through untouched, so one bad call never stops a run.
@@ -359,7 +360,12 @@ class ReadTranscript:
 
 
 class Score:
-    """CPU: transcript -> coaching report; writes report JSON + HTML and the ledger entry."""
+    """CPU: transcripts -> coaching reports, a batch of calls at a time; writes each call's
+    report JSON + HTML and its ledger entry.
+
+    The scorer and the insights run over the whole batch in one columnar pass (one call at
+    a time, polars' per-query overhead made them ~50 ms a call; scripts/bench/rescore.py).
+    A batch that raises is scored again call by call, so one bad transcript fails alone."""
 
     def __init__(self, output_uri: str, ruleset_path: str | None, speech_fingerprint: str,
                  run_id: str, pii: PiiConfig | None = None, categories_path: str | None = None):
@@ -374,63 +380,108 @@ class Score:
         self.run_id = run_id
         self.pii = pii or PiiConfig()
 
-    def __call__(self, row: dict) -> dict:
-        if row["status"] != "ok":
-            return self._finish_failed(row)
-        try:
-            from .coaching.score import score_call
-            from .reports import render_html, report_json
-            from .tables import call_row
-            from .transcript import Transcript
+    def __call__(self, batch):
+        """Ray ``map_batches`` entry point: a pyarrow batch of rows in, one out."""
+        return rows_table(self.score_rows(batch.to_pylist()))
 
-            transcript = Transcript.from_json(row["transcript"])
-            # Idempotent on redacted transcripts; redacts any stored before redaction (or
-            # with other settings) and replaces the stored artifact with the redacted one.
-            redacted, pii_counts = redact_transcript(transcript, self.pii)
-            changed = redacted.turns != transcript.turns or redacted.models != transcript.models
-            if not features_valid(redacted, redacted.features):
-                # stored before this features version (or redacted just now): computed
-                # once here, for the scorer and the insights alike, and stored, so the
-                # next rescore of this call does not pay for the sentence encoder again
-                redacted = dataclasses.replace(redacted, features=turn_features(redacted))
-                changed = True
-            if changed:
-                self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", redacted.to_json(),
-                                 "application/json")
-            transcript = redacted
-            report = score_call(transcript, self.ruleset)
-            from .insights.detect import call_insights
-            from .insights.tables import insight_row
+    def one(self, row: dict) -> dict:
+        return self.score_rows([row])[0]
 
-            irow = insight_row(call_insights(transcript, report, self.categories,
-                                             ruleset=self.ruleset), report)
-            prefix = f"{REPORTS}/{report['ruleset_version']}/{row['call_id']}"
-            self.store.write(prefix + ".json", report_json(report), "application/json")
-            self.store.write(prefix + ".html", render_html(report, transcript).encode("utf-8"),
-                             "text/html; charset=utf-8")
-            table_row = call_row(report, transcript, source_key=transcript.audio.get("source_key", row["key"]))
-            entry = Entry(
-                call_id=row["call_id"], source_key=str(transcript.audio.get("source_key", row["key"])),
-                etag=str(transcript.audio.get("etag", row["etag"])),
-                size=int(transcript.audio.get("size", row["size"]) or 0),
-                audio_sha256=str(transcript.audio.get("sha256", "")),
-                speech_fingerprint=self._fingerprint_of(row),
-                asr_model=str(transcript.models.get("asr", "")),
-                diarization_model=str(transcript.models.get("diarization", "")),
-                ruleset_version=report["ruleset_version"],
-                categories_version=self.categories.version, status="scored", run_id=self.run_id)
-            ledger_mod.record(self.store, entry, table_row, irow)
-            return _ok(row, transcript="", duration_s=float(transcript.duration_s),
-                       table_row=json.dumps(table_row, default=str),
-                       insight_row=json.dumps(irow, default=str),
-                       entry=json.dumps(dataclasses.asdict(entry)),
-                       # a fresh transcript was redacted (and counted) by the speech stage
-                       pii=row["pii"] if row["path"] == "transcribe" else json.dumps(pii_counts))
-        except Exception as exc:
-            log.error("scoring failed for %s: %s", row["call_id"],
-                      redact_text(traceback.format_exc(), self.pii)[0])
-            return self._finish_failed(_failed(dict(row, transcript=""), "score",
-                                               f"{type(exc).__name__}: {exc}", self.pii))
+    def score_rows(self, rows: list[dict]) -> list[dict]:
+        from .coaching.features import features_batch
+        from .coaching.score import score_batch
+        from .insights.detect import insights_batch
+
+        out: list[dict | None] = [None] * len(rows)
+        todo: list[int] = []           # rows still in play
+        transcripts: dict[int, Any] = {}
+        pii_counts: dict[int, dict] = {}
+        changed: dict[int, bool] = {}
+        for i, row in enumerate(rows):
+            if row["status"] != "ok":
+                out[i] = self._finish_failed(row)
+                continue
+            try:
+                from .transcript import Transcript
+
+                transcript = Transcript.from_json(row["transcript"])
+                # Idempotent on redacted transcripts; redacts any stored before redaction
+                # (or with other settings) and replaces the stored artifact.
+                redacted, pii_counts[i] = redact_transcript(transcript, self.pii)
+                changed[i] = redacted.turns != transcript.turns or redacted.models != transcript.models
+                transcripts[i] = redacted
+                todo.append(i)
+            except Exception as exc:
+                out[i] = self._fail(row, exc)
+
+        # Features stored before this features version (or of a transcript redacted just
+        # now): computed once here, in one encoder pass, for the scorer and the insights
+        # alike, and stored, so the next rescore does not pay for the sentence encoder.
+        stale = [i for i in todo if not features_valid(transcripts[i], transcripts[i].features)]
+        for i, feats in zip(stale, _batch_or_each(features_batch, [transcripts[i] for i in stale])):
+            if isinstance(feats, Exception):
+                out[i] = self._fail(rows[i], feats)
+            else:
+                transcripts[i] = dataclasses.replace(transcripts[i], features=feats)
+                changed[i] = True
+        todo = [i for i in todo if out[i] is None]
+
+        reports = _batch_or_each(lambda items: score_batch(items, self.ruleset),
+                                 [(transcripts[i], None) for i in todo])
+        for i, rep in zip(todo, reports):
+            if isinstance(rep, Exception):
+                out[i] = self._fail(rows[i], rep)
+        scored = [(i, rep) for i, rep in zip(todo, reports) if not isinstance(rep, Exception)]
+        insights = _batch_or_each(
+            lambda items: insights_batch(items, self.categories, self.ruleset),
+            [(transcripts[i], rep) for i, rep in scored])
+        for (i, report), ins in zip(scored, insights):
+            try:
+                if isinstance(ins, Exception):
+                    raise ins
+                out[i] = self._write(rows[i], transcripts[i], changed[i], report, ins, pii_counts[i])
+            except Exception as exc:
+                out[i] = self._fail(rows[i], exc)
+        return out
+
+    def _write(self, row: dict, transcript, changed: bool, report: dict, insights: dict,
+               pii_counts: dict) -> dict:
+        from .insights.tables import insight_row
+        from .reports import render_html, report_json
+        from .tables import call_row
+
+        if changed:
+            self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", transcript.to_json(),
+                             "application/json")
+        irow = insight_row(insights, report)
+        prefix = f"{REPORTS}/{report['ruleset_version']}/{row['call_id']}"
+        self.store.write(prefix + ".json", report_json(report), "application/json")
+        self.store.write(prefix + ".html", render_html(report, transcript).encode("utf-8"),
+                         "text/html; charset=utf-8")
+        table_row = call_row(report, transcript, source_key=transcript.audio.get("source_key", row["key"]))
+        entry = Entry(
+            call_id=row["call_id"], source_key=str(transcript.audio.get("source_key", row["key"])),
+            etag=str(transcript.audio.get("etag", row["etag"])),
+            size=int(transcript.audio.get("size", row["size"]) or 0),
+            audio_sha256=str(transcript.audio.get("sha256", "")),
+            speech_fingerprint=self._fingerprint_of(row),
+            asr_model=str(transcript.models.get("asr", "")),
+            diarization_model=str(transcript.models.get("diarization", "")),
+            ruleset_version=report["ruleset_version"],
+            categories_version=self.categories.version, status="scored", run_id=self.run_id)
+        ledger_mod.record(self.store, entry, table_row, irow)
+        return _ok(row, transcript="", duration_s=float(transcript.duration_s),
+                   table_row=json.dumps(table_row, default=str),
+                   insight_row=json.dumps(irow, default=str),
+                   entry=json.dumps(dataclasses.asdict(entry)),
+                   # a fresh transcript was redacted (and counted) by the speech stage
+                   pii=row["pii"] if row["path"] == "transcribe" else json.dumps(pii_counts))
+
+    def _fail(self, row: dict, exc: BaseException) -> dict:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        log.error("scoring failed for %s: %s", row["call_id"], redact_text(tb, self.pii)[0])
+        return self._finish_failed(_failed(dict(row, transcript=""), "score",
+                                           f"{type(exc).__name__}: {exc}", self.pii))
 
     def _fingerprint_of(self, row: dict) -> str:
         """A fresh transcript has this run's fingerprint; a re-scored one keeps its own."""
@@ -447,6 +498,43 @@ class Score:
         except Exception:
             log.error("could not record failure of %s", row["call_id"])
         return dict(row, pcm=b"", transcript="", entry=json.dumps(dataclasses.asdict(entry)))
+
+
+def _batch_or_each(fn, items: list) -> list:
+    """``fn`` over all ``items`` at once (it returns one result per item); if that raises,
+    over each item alone, so one bad item fails alone: its slot holds the exception."""
+    if not items:
+        return []
+    try:
+        results = list(fn(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"{len(results)} results for {len(items)} items")
+        return results
+    except Exception:
+        if len(items) == 1:
+            return [sys.exc_info()[1]]
+        out: list = []
+        for item in items:
+            try:
+                out.append(fn([item])[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+
+def rows_table(rows: list[dict]):
+    """Rows as a pyarrow table with ROW's columns and types (every batch the same schema)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([{k: r.get(k, v) for k, v in ROW.items()} for r in rows],
+                                schema=_row_schema())
+
+
+def _row_schema():
+    import pyarrow as pa
+
+    kinds = {str: pa.string(), bytes: pa.binary(), int: pa.int64(), float: pa.float64()}
+    return pa.schema([(k, kinds[type(v)]) for k, v in ROW.items()])
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -568,39 +656,74 @@ def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_
     return p
 
 
+SCORE_BATCH = 64      # calls per Score batch (one columnar scoring pass)
+
+
 def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], rescore: list[dict],
-             fingerprint: str, run_id: str) -> Iterator[dict]:
+             fingerprint: str, run_id: str, *, isolate: bool = False) -> Iterator[dict]:
+    """Stream every planned call through the stages; yields one row per call that came out.
+
+    A worker that dies under a call (killed, out of memory) is restarted and its task
+    retried, at most max_task_retries times; a task that still kills its worker is dropped
+    from the stream rather than failing the run (max_errored_blocks), with every call in
+    it.  ``isolate``: one call per task and one task at a time per actor, so a call that
+    keeps killing its worker takes no other call with it (run() re-runs dropped calls so)."""
     import ray
 
     init_ray(config)
-    # A worker that dies under a call (killed, out of memory) is restarted and the call
-    # retried on it, at most max_task_retries times; a call that still kills its worker is
-    # dropped from the stream rather than failing the run (max_errored_blocks), and run()
-    # turns it into a failure row.  One call per block, so only that call is dropped.
     ray.data.DataContext.get_current().max_errored_blocks = -1
     retry = {"max_restarts": -1, "max_task_retries": max(0, config.max_task_retries)}
+    in_flight = {"max_tasks_in_flight_per_actor": 1} if isolate else {}
+
+    def pool(**sizes):
+        return ray.data.ActorPoolStrategy(**sizes, **in_flight)
+
     parts = []
     if transcribe:
+        # one call per block: speech is seconds per call, so blocks need no batching
         ds = ray.data.from_items(transcribe, override_num_blocks=min(len(transcribe), 1000))
         ds = ds.map(ReadDecode, fn_constructor_args=(config.input, config.max_duration_s,
                                                      config.max_call_memory_mb),
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 2)),
+                    compute=pool(min_size=1, max_size=max(1, os.cpu_count() or 2)),
                     num_cpus=0.5, **retry)
         ds = ds.map(SpeechActor, fn_constructor_args=(out_uri, config.speech, config.call_timeout_s,
                                                       config.call_timeout_factor, config.pii),
-                    compute=ray.data.ActorPoolStrategy(size=config.speech_actors),
+                    compute=pool(size=config.speech_actors),
                     num_gpus=config.gpus_per_actor or None, num_cpus=config.cpus_per_actor, **retry)
         parts.append(ds)
     if rescore:
-        ds = ray.data.from_items(rescore, override_num_blocks=min(len(rescore), 1000))
+        # rescoring is milliseconds per call: blocks of about a Score batch
+        blocks = len(rescore) if isolate else min(2000, -(-len(rescore) // SCORE_BATCH))
+        ds = ray.data.from_items(rescore, override_num_blocks=blocks)
         ds = ds.map(ReadTranscript, fn_constructor_args=(out_uri,),
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.25, **retry)
+                    compute=pool(min_size=1, max_size=2), num_cpus=0.25, **retry)
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    ds = ds.map(Score, fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id, config.pii,
-                                            config.categories),
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5, **retry)
+    ds = ds.map_batches(Score, batch_size=1 if isolate else SCORE_BATCH, batch_format="pyarrow",
+                        fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id,
+                                             config.pii, config.categories),
+                        compute=pool(min_size=1, max_size=2), num_cpus=0.5, **retry)
     yield from ds.iter_rows()
+
+
+def _stream(config: RunConfig, out_uri: str | Store, transcribe: list[dict], rescore: list[dict],
+            fingerprint: str, run_id: str) -> Iterator[dict]:
+    """_execute, then the calls it dropped once more, each alone (isolate=True): a task
+    holds many calls and an actor runs several tasks, so one call that kills its worker
+    on every retry drops its neighbours too.  Whatever is still missing gets a failure row
+    (_with_lost_calls), so no call is ever silently lost."""
+    seen: set[str] = set()
+    for row in _execute(config, out_uri, transcribe, rescore, fingerprint, run_id):
+        seen.add(row["call_id"])
+        yield row
+    again_t = [c for c in transcribe if c["call_id"] not in seen]
+    again_r = [c for c in rescore if c["call_id"] not in seen]
+    if again_t or again_r:
+        log.warning("%d calls were dropped with a worker that died; running them again, "
+                    "one at a time", len(again_t) + len(again_r))
+        yield from _with_lost_calls(
+            _execute(config, out_uri, again_t, again_r, fingerprint, run_id, isolate=True),
+            again_t + again_r, config, run_id)
 
 
 def _finish(out_store: Store, ledger: dict[str, Entry], pending_rows: dict[str, dict],
@@ -683,9 +806,8 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
     results: list[dict] = []
     todo = len(the_plan.transcribe) + len(the_plan.rescore)
     if todo:
-        for out in _with_lost_calls(
-                _execute(config, out_store, the_plan.transcribe, the_plan.rescore, fingerprint,
-                         run_id), the_plan.transcribe + the_plan.rescore, config, run_id):
+        for out in _stream(config, out_store, the_plan.transcribe, the_plan.rescore,
+                           fingerprint, run_id):
             results.append({k: out[k] for k in ("call_id", "key", "status", "stage", "error",
                                                  "size", "etag", "entry", "table_row",
                                                  "insight_row")})

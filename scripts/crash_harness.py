@@ -11,7 +11,7 @@ Trials (seeded, so a failing trial can be replayed with the same --seed):
   driver    SIGKILL the driver at a random point (before any row, after k of N rows, or
             while it rebuilds the tables and commits the ledger), sometimes twice in a row,
             then re-run to completion;
-  worker    SIGKILL a Ray worker of the Score pool ('MapWorker(Map(Score))') mid-run; the
+  worker    SIGKILL a Ray worker of the Score pool ('MapWorker(MapBatches(Score))') mid-run; the
             run itself must complete with every call scored (Ray restarts the actor and
             retries its task).
 
@@ -50,7 +50,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 SAMPLES = REPO / "samples" / "calls"
-SCORE_WORKER = "MapWorker(Map(Score))"
+SCORE_WORKER = "MapWorker(MapBatches(Score))"
 
 
 # -- the archive ------------------------------------------------------------------------

@@ -100,14 +100,15 @@ def _kill_worker_on_poison():
 
     from pipelines.coaching import score as score_mod
 
-    original = score_mod.score_call
+    original = score_mod.score_batch
 
-    def score_call(transcript, *args, **kwargs):
-        if getattr(transcript, "call_id", None) == "call-0002":
+    def score_batch(items, *args, **kwargs):
+        items = list(items)
+        if any(getattr(t, "call_id", None) == "call-0002" for t, _ in items):
             _os.kill(_os.getpid(), _signal.SIGKILL)
-        return original(transcript, *args, **kwargs)
+        return original(items, *args, **kwargs)
 
-    score_mod.score_call = score_call
+    score_mod.score_batch = score_batch
 
 
 @pytest.mark.slow

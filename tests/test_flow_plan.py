@@ -138,7 +138,7 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
         monkeypatch.setattr(module, "features_batch", spy)
     item = {"call_id": "c1", "key": "c1.wav", "etag": "e", "size": 1}
     score = flow.Score(str(tmp_path), None, "fp", "run-1")
-    out = score(flow.ReadTranscript(str(tmp_path))(item))
+    out = score.one(flow.ReadTranscript(str(tmp_path))(item))
     assert out["status"] == "ok", out["error"]
     assert sum(encoded) == 1                         # once, not once per consumer
     stored = json.loads(store.read("transcripts/c1.json"))
@@ -146,6 +146,6 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     assert cf.features_valid(Transcript.from_dict(stored), stored["features"])
 
     encoded.clear()                                   # a second rescore: nothing to encode
-    out2 = flow.Score(str(tmp_path), None, "fp", "run-2")(flow.ReadTranscript(str(tmp_path))(item))
+    out2 = flow.Score(str(tmp_path), None, "fp", "run-2").one(flow.ReadTranscript(str(tmp_path))(item))
     assert out2["status"] == "ok" and sum(encoded) == 0
     assert json.loads(out2["table_row"]) == json.loads(out["table_row"])

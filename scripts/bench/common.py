@@ -328,7 +328,7 @@ def run_child(args: list[str], sample: bool = False, timeout: float = 3600,
 def parse_pyspy(text: str, root_pid: int, top: int = 15) -> dict:
     """py-spy raw (collapsed) output of a process tree -> per process kind: samples,
     top functions by inclusive and by own samples.  Kinds: driver, or the Ray worker's
-    title (``ray::MapWorker(Map(Score))``...).  py-spy samples busy threads only, so a
+    title (``ray::MapWorker(MapBatches(Score))``...).  py-spy samples busy threads only, so a
     share is a share of the CPU time that process spent in Python frames."""
     import re
 

@@ -129,9 +129,9 @@ def breakdown(n: int) -> dict:
         return fn
 
     originals = [
-        (score_mod, "score_call", wrap(score_mod, "score_call", "score_call (rules)")),
+        (score_mod, "score_batch", wrap(score_mod, "score_batch", "score_batch (rules)")),
         (flow, "redact_transcript", wrap(flow, "redact_transcript", "redact_transcript (PII re-check)")),
-        (detect_mod, "call_insights", wrap(detect_mod, "call_insights", "call_insights")),
+        (detect_mod, "insights_batch", wrap(detect_mod, "insights_batch", "insights_batch")),
         (itables_mod, "insight_row", wrap(itables_mod, "insight_row", "insight_row")),
         (reports_mod, "report_json", wrap(reports_mod, "report_json", "report_json")),
         (reports_mod, "render_html", wrap(reports_mod, "render_html", "render_html")),
@@ -170,12 +170,13 @@ def breakdown(n: int) -> dict:
                             acc[_l] = acc.get(_l, 0.0) + time.perf_counter() - t
                 st.write = wr
         # warm one call (lazy imports, bank embeddings) outside the timing
-        sc(rt(dict(items[0])))
+        sc.one(rt(dict(items[0])))
         acc.clear()
         c0, t0 = time.process_time(), time.perf_counter()
         rows = []
-        for it in items[1:]:
-            rows.append(sc(rt(dict(it))))
+        rest = items[1:]
+        for k in range(0, len(rest), flow.SCORE_BATCH):   # as the Ray stage batches them
+            rows += sc.score_rows([rt(dict(it)) for it in rest[k:k + flow.SCORE_BATCH]])
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0
         failed = sum(r["status"] != "ok" for r in rows)
@@ -228,7 +229,7 @@ def breakdown(n: int) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     accounted = sum(acc.values())
     acc["(rest: dict/JSON plumbing, dataclass copies)"] = wall - accounted
-    return {"calls": m, "failed": failed, "init_s": init_s, "wall_s": wall, "cpu_s": cpu,
+    return {"calls": m, "failed": failed, "batch": flow.SCORE_BATCH, "init_s": init_s, "wall_s": wall, "cpu_s": cpu,
             "calls_per_s": m / wall, "steps_s": acc, "score_batch_s": batch_s,
             "score_batch_calls_per_s": m / batch_s, "score_call_loop_s": one_by_one_s,
             "score_call_loop_calls_per_s": m / one_by_one_s,
@@ -346,7 +347,7 @@ def main(argv=None) -> int:
                      f"driver {mem['driver_peak_mb']:.0f}, workers sum {mem['workers_sum_peak_mb']:.0f}",
                      "(backfill cost; no target)", e2e["loadavg"]])
     if bd:
-        rows.append(["ReadTranscript+Score in-process (1 core, no Ray)", f"{bd['calls']:,}", f"{bd['wall_s']:.1f}",
+        rows.append([f"ReadTranscript+Score in-process, batches of {bd.get('batch', 1)} (1 core, no Ray)", f"{bd['calls']:,}", f"{bd['wall_s']:.1f}",
                      f"{bd['calls_per_s']:.1f}", "-", "-", bd["loadavg"]])
     lines.append(md_table(["what", "calls", "s", "calls/s", "peak RSS MB", "target", "load avg"], rows))
     if e2e:
@@ -387,7 +388,8 @@ def main(argv=None) -> int:
             lines += ["", "Driver cProfile (top 20 by own time):", "", "```", e2e["driver_profile_top"][:5000], "```"]
     if bd:
         steps = sorted(bd["steps_s"].items(), key=lambda kv: -kv[1])
-        lines += ["", f"Worker path, in-process, {bd['calls']} calls ({bd['calls_per_s']:.1f} calls/s on one "
+        lines += ["", f"Worker path, in-process, {bd['calls']} calls in batches of {bd.get('batch', 1)} "
+                      f"({bd['calls_per_s']:.1f} calls/s on one "
                       f"core; CPU {bd['cpu_s']:.1f} s of {bd['wall_s']:.1f} s wall):", "",
                   md_table(["step", "ms/call", "share"],
                            [[k, f"{v / bd['calls'] * 1000:.2f}", f"{v / bd['wall_s']:.0%}"] for k, v in steps]),
