@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--asr-model", default="whisper-base", help="ASR model dir under --models")
     s.add_argument("--diarization-model", default=None,
                    help="pyannote pipeline dir under --models (enables the pyannote backend)")
+    s.add_argument("--alignment-model", default=None,
+                   help="wav2vec2 CTC model dir under --models: word timings by forced alignment "
+                        "(WhisperX's method) instead of Whisper's own")
     s.add_argument("--diarization", default="auto",
                    choices=["auto", "channels", "embedded", "pyannote"])
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -133,7 +136,7 @@ def _config(args):
                          ray_address=args.ray_address, pii=pii, sse=_sse(args))
 
     models = ModelConfig(root=args.models or default_model_root(), asr=args.asr_model,
-                         diarization=args.diarization_model)
+                         diarization=args.diarization_model, alignment=args.alignment_model)
     speech = SpeechConfig(models=models, diarization=args.diarization, device=args.device,
                           compute_type=args.compute_type, batch_size=args.batch_size,
                           language=None if args.language == "auto" else args.language)

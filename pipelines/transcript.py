@@ -11,7 +11,8 @@ Schema (``schema_version`` 1):
       "call_id": str,
       "duration_s": float,              # length of the audio
       "language": str | null,
-      "models": {"asr": str, "diarization": str, ...},   # name@version of every model used
+      "models": {"asr": str, "diarization": str,        # name@version of every model used;
+                 "alignment": str (when word times come from wav2vec2 forced alignment), ...},
       "audio": {"sample_rate": int, "channels": int, "layout": "mono"|"stereo", "sha256": str},
       "metadata": {agent_id, team, started_at, agent_channel, ...},   # from the sidecar
       "roles": {"labels": {DIARIZATION_LABEL: "agent"|"customer"},

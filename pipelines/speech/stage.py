@@ -107,6 +107,14 @@ class SpeechStage:
             compute_type=self.config.compute_type, batch_size=self.config.batch_size,
             beam_size=self.config.beam_size, language=self.config.language,
             initial_prompt=self.config.initial_prompt, cpu_threads=threads))
+        # word timings by wav2vec2 forced alignment (WhisperX's method) when a model is
+        # configured; faster-whisper's cross-attention timings otherwise
+        self.aligner = None
+        if mc.alignment:
+            from .align import Aligner
+
+            self.aligner = Aligner(str(resolve(mc.location(mc.alignment), cache_dir=mc.cache_dir)),
+                                   device=self.transcriber.device)
         self._make_diarizer = make_diarizer
         self._diarizers: dict[str, object] = {}
 
@@ -148,6 +156,11 @@ class SpeechStage:
         words_per_clip, language = self.transcriber.transcribe(
             clips, groups=[regions[o].speaker for o in owners])
         timings["asr_s"] = time.perf_counter() - t0
+        if self.aligner is not None:
+            t0 = time.perf_counter()
+            words_per_clip = [self.aligner.align(c.samples, c.start, ws)
+                              for c, ws in zip(clips, words_per_clip)]
+            timings["align_s"] = time.perf_counter() - t0
 
         words_per_region: list[list] = [[] for _ in regions]
         for owner, words in zip(owners, words_per_clip):
@@ -166,7 +179,8 @@ class SpeechStage:
             call_id=call_id,
             duration_s=audio.duration_s,
             turns=tuple(sorted(turns, key=lambda t: (t.start, t.end))),
-            models={"asr": self.transcriber.version, "diarization": diarizer.version},
+            models={"asr": self.transcriber.version, "diarization": diarizer.version,
+                    **({"alignment": self.aligner.version} if self.aligner else {})},
             language=language,
             audio=audio.describe(),
             metadata=metadata,
