@@ -678,6 +678,8 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
     def pool(**sizes):
         return ray.data.ActorPoolStrategy(**sizes, **in_flight)
 
+    # Fixed-size CPU pools (not autoscaled): the same workers, so the same memory,
+    # whether the run holds 100 calls or a million (scripts/bench/memory.py)
     parts = []
     if transcribe:
         # one call per block: speech is seconds per call, so blocks need no batching
@@ -696,13 +698,13 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
         blocks = len(rescore) if isolate else min(2000, -(-len(rescore) // SCORE_BATCH))
         ds = ray.data.from_items(rescore, override_num_blocks=blocks)
         ds = ds.map(ReadTranscript, fn_constructor_args=(out_uri,),
-                    compute=pool(min_size=1, max_size=2), num_cpus=0.25, **retry)
+                    compute=pool(size=2), num_cpus=0.25, **retry)
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     ds = ds.map_batches(Score, batch_size=1 if isolate else SCORE_BATCH, batch_format="pyarrow",
                         fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id,
                                              config.pii, config.categories),
-                        compute=pool(min_size=1, max_size=2), num_cpus=0.5, **retry)
+                        compute=pool(size=2), num_cpus=0.5, **retry)
     yield from ds.iter_rows()
 
 
