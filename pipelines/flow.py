@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -369,13 +370,8 @@ class Score:
 
     def __init__(self, output_uri: str, ruleset_path: str | None, speech_fingerprint: str,
                  run_id: str, pii: PiiConfig | None = None, categories_path: str | None = None):
-        from .coaching.rules import default_ruleset, load_ruleset
-        from .insights.categories import default_categories, load_categories
-
         self.store = _as_store(output_uri)
-        self.ruleset = load_ruleset(ruleset_path) if ruleset_path else default_ruleset()
-        self.categories = load_categories(categories_path) if categories_path else default_categories()
-        self.categories.check_acts(self.ruleset)
+        self.ruleset, self.categories = load_rules(ruleset_path, categories_path)
         self.fingerprint = speech_fingerprint
         self.run_id = run_id
         self.pii = pii or PiiConfig()
@@ -391,6 +387,7 @@ class Score:
         from .coaching.features import features_batch
         from .coaching.score import score_batch
         from .insights.detect import insights_batch
+        from .transcript import Transcript
 
         out: list[dict | None] = [None] * len(rows)
         todo: list[int] = []           # rows still in play
@@ -402,8 +399,6 @@ class Score:
                 out[i] = self._finish_failed(row)
                 continue
             try:
-                from .transcript import Transcript
-
                 transcript = Transcript.from_json(row["transcript"])
                 # Idempotent on redacted transcripts; redacts any stored before redaction
                 # (or with other settings) and replaces the stored artifact.
@@ -436,9 +431,10 @@ class Score:
             lambda items: insights_batch(items, self.categories, self.ruleset),
             [(transcripts[i], rep) for i, rep in scored])
         for (i, report), ins in zip(scored, insights):
+            if isinstance(ins, Exception):
+                out[i] = self._fail(rows[i], ins)
+                continue
             try:
-                if isinstance(ins, Exception):
-                    raise ins
                 out[i] = self._write(rows[i], transcripts[i], changed[i], report, ins, pii_counts[i])
             except Exception as exc:
                 out[i] = self._fail(rows[i], exc)
@@ -530,6 +526,7 @@ def rows_table(rows: list[dict]):
                                 schema=_row_schema())
 
 
+@functools.cache
 def _row_schema():
     import pyarrow as pa
 
@@ -617,13 +614,20 @@ def speech_fingerprint(speech: SpeechConfig) -> str:
 def _versions(config: RunConfig) -> tuple[str, str]:
     """(rule-set version, categories version); loading them here also fails fast, before
     any work starts, on a malformed rule or categories file."""
+    rules, cats = load_rules(config.ruleset, config.categories)
+    return rules.version, cats.version
+
+
+def load_rules(ruleset_path: str | None, categories_path: str | None):
+    """(RuleSet, Categories) from their files, or the defaults; the categories' acts are
+    checked against the rule set (ValueError naming the file on a mismatch)."""
     from .coaching.rules import default_ruleset, load_ruleset
     from .insights.categories import default_categories, load_categories
 
-    rules = load_ruleset(config.ruleset) if config.ruleset else default_ruleset()
-    cats = load_categories(config.categories) if config.categories else default_categories()
+    rules = load_ruleset(ruleset_path) if ruleset_path else default_ruleset()
+    cats = load_categories(categories_path) if categories_path else default_categories()
     cats.check_acts(rules)
-    return rules.version, cats.version
+    return rules, cats
 
 
 @dataclass

@@ -51,6 +51,11 @@ class ModelConfig:
         root = self.root.rstrip("/")
         return f"{root}/{name}"
 
+    def local_dir(self, name: str) -> Path:
+        """The local directory of the model ``name`` (downloaded into ``cache_dir`` first
+        when it lives in object storage): ``resolve(self.location(name))``."""
+        return resolve(self.location(name), cache_dir=self.cache_dir)
+
 
 def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
     h = hashlib.sha256()

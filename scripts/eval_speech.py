@@ -32,7 +32,7 @@ import jiwer  # noqa: E402
 from whisper_normalizer.english import EnglishTextNormalizer  # noqa: E402
 
 from pipelines.audio import decode  # noqa: E402
-from pipelines.models import ModelConfig, resolve  # noqa: E402
+from pipelines.models import ModelConfig  # noqa: E402
 from pipelines.speech.stage import SpeechConfig, SpeechStage  # noqa: E402
 
 NORMALISE = EnglishTextNormalizer()
@@ -117,7 +117,7 @@ def main() -> int:
         from faster_whisper import WhisperModel
 
         mc = ModelConfig()
-        baseline = WhisperModel(str(resolve(mc.location(mc.asr))), device="cpu", compute_type="int8")
+        baseline = WhisperModel(str(mc.local_dir(mc.asr)), device="cpu", compute_type="int8")
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
 

@@ -17,7 +17,7 @@ import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from pipelines.audio import SAMPLE_RATE, decode
-from pipelines.models import ModelConfig, resolve
+from pipelines.models import ModelConfig
 from pipelines.speech.asr import GAP_S, MAX_CLIP_S, AsrConfig, Clip, Transcriber, pack
 
 CALL = Path(__file__).resolve().parent.parent / "samples" / "calls" / "sample-02-handoff"
@@ -89,7 +89,7 @@ def turns_as_clips():
 @pytest.fixture(scope="module")
 def model_dir():
     mc = ModelConfig()
-    return str(resolve(mc.location(mc.asr), cache_dir=mc.cache_dir))
+    return str(mc.local_dir(mc.asr))
 
 
 def _wer(refs: list[str], hyps: list[str]) -> float:

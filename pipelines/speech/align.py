@@ -45,9 +45,9 @@ class Aligner:
         if not os.path.isfile(os.path.join(model_dir, "config.json")):
             raise FileNotFoundError(f"no wav2vec2 alignment model (config.json) in {model_dir}")
         self.device = device
-        self.processor = Wav2Vec2Processor.from_pretrained(model_dir, local_files_only=True)
+        processor = Wav2Vec2Processor.from_pretrained(model_dir, local_files_only=True)
         self.model = Wav2Vec2ForCTC.from_pretrained(model_dir, local_files_only=True).to(device).eval()
-        vocab = self.processor.tokenizer.get_vocab()
+        vocab = processor.tokenizer.get_vocab()
         self.dictionary = {c.lower(): i for c, i in vocab.items()}
         # WhisperX's choice of the CTC blank: the pad token, else index 0
         self.blank = next((i for c, i in self.dictionary.items() if c in ("[pad]", "<pad>")), 0)

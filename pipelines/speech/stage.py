@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..audio import SAMPLE_RATE, Audio
-from ..models import ModelConfig, resolve
+from ..models import ModelConfig
 from ..transcript import Transcript, Turn
 from .asr import AsrConfig, Clip, Transcriber, split_long
 from .roles import assign_roles
@@ -101,7 +101,7 @@ class SpeechStage:
             torch.set_num_threads(threads)
         except Exception:
             pass
-        asr_dir = resolve(mc.location(mc.asr), cache_dir=mc.cache_dir)
+        asr_dir = mc.local_dir(mc.asr)
         self.transcriber = Transcriber(AsrConfig(
             model_dir=str(asr_dir), device=self.config.device,
             compute_type=self.config.compute_type, batch_size=self.config.batch_size,
@@ -113,8 +113,7 @@ class SpeechStage:
         if mc.alignment:
             from .align import Aligner
 
-            self.aligner = Aligner(str(resolve(mc.location(mc.alignment), cache_dir=mc.cache_dir)),
-                                   device=self.transcriber.device)
+            self.aligner = Aligner(str(mc.local_dir(mc.alignment)), device=self.transcriber.device)
         self._make_diarizer = make_diarizer
         self._diarizers: dict[str, object] = {}
 
@@ -127,7 +126,7 @@ class SpeechStage:
             if backend == "pyannote":
                 if not mc.diarization:
                     raise ValueError("diarization backend 'pyannote' needs models.diarization")
-                kwargs["model_dir"] = str(resolve(mc.location(mc.diarization), cache_dir=mc.cache_dir))
+                kwargs["model_dir"] = str(mc.local_dir(mc.diarization))
             self._diarizers[backend] = self._make_diarizer(backend, **kwargs)
         return self._diarizers[backend]
 
