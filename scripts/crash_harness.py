@@ -33,6 +33,7 @@ import argparse
 import io
 import json
 import os
+import re
 import queue
 import random
 import shutil
@@ -104,7 +105,9 @@ def build_archive(n_calls: int = 40, seed: int = 0) -> dict[str, bytes]:
 def changed_ruleset(path: Path) -> Path:
     """The default rule set under a new human version: every call re-scores."""
     text = (REPO / "pipelines" / "rules" / "default.yaml").read_text()
-    path.write_text(text.replace('version: "2026.11.0"', 'version: "2026.11.1"', 1))
+    new, n = re.subn(r'^version: "([^"]+)"', r'version: "\1.harness"', text, count=1, flags=re.M)
+    assert n == 1, "default.yaml has no version line"
+    path.write_text(new)
     return path
 
 

@@ -51,6 +51,10 @@ CHECK_CASES = [
     # action_plan_created
     ("action now", ESC, [("a", "I'm escalating this to our engineering lead right now.")], "action_plan_created", True),
     ("action paraphrase", ESC, [("a", "I've just taken the late fee off your account for you.")], "action_plan_created", True),
+    ("action progressive", ESC, [("a", "I'm removing the roaming charges and pausing the direct debit.")],
+     "action_plan_created", True),
+    ("action progressive asked", ESC, [("a", "Am I removing the roaming charges for you?")],
+     "action_plan_created", False),
     ("vague is not a plan", ESC, [("a", "We'll look into it.")], "action_plan_created", False),
     ("vague paraphrase", ESC, [("a", "Leave it with us and someone will have a look at some point.")], "action_plan_created", False),
     # timeline_committed
@@ -99,6 +103,9 @@ CHECK_CASES = [
     # ticket_reference_provided
     ("ticket digits", HO, [("a", "Your ticket number is 48213.")], "ticket_reference_provided", True),
     ("ticket spelled", HO, [("a", "Your case reference is K P oh seven seven two.")], "ticket_reference_provided", True),
+    ("ticket, link word misheard", HO, [("a", "Your case number in S -V -7 -7 -0 -3.")], "ticket_reference_provided", True),
+    ("ticket word, no code", HO, [("a", "Your case number in the system is the same as before.")],
+     "ticket_reference_provided", False),
     ("no reference", HO, [("a", "There's no reference number for this, sorry.")], "ticket_reference_provided", False),
     # issue_documented
     ("documented canonical", HO, [("a", "I've noted everything we tried, so you won't need to repeat it.")], "issue_documented", True),
@@ -107,6 +114,10 @@ CHECK_CASES = [
     # warm_handoff
     ("warm canonical", HO, [("a", "I'm conferencing in our billing specialist now and I'll brief her while you're on the line.")],
      "warm_handoff", True),
+    # a bare "no" (here Whisper's mishearing of "now") does not negate the act
+    ("warm, stray no", HO, [("a", "I'm connecting the tracing desk no, and I'll brief them while you're on the line.")],
+     "warm_handoff", True),
+    ("warm negated", HO, [("a", "I can't brief them while you're on the line, I'm afraid.")], "warm_handoff", False),
     ("cold transfer", HO, [("a", "I'll give you the number for billing and you can call them.")], "warm_handoff", False),
     # expectations_set
     ("expectations", HO, [("a", "Next, the specialist will email you by 5 pm with a fix.")], "expectations_set", True),
@@ -154,6 +165,16 @@ RISK_CASES = [
                               ("a", "Yes, I'm crediting the week back to you now.")], "concern_not_addressed", False),
     ("direct debit ignored", HO, [("c", "Will the direct debit still come out on Friday?"), ("a", "Bye now.")],
      "concern_not_addressed", True),
+    # a direct reply answers the question, whatever words it uses (no "discount" in it)
+    ("question answered directly", ESC, [("c", "Will this affect my no claims discount?"),
+                                         ("a", "No, it stays exactly as it is and belongs to you.")],
+     "concern_not_addressed", False),
+    ("question, reply off topic", ESC, [("c", "Will this affect my no claims discount?"),
+                                        ("a", "Let me take your postcode first."), ("c", "It's AB1 2CD."),
+                                        ("a", "Thanks."), ("a", "Yes, that's the address I have.")],
+     "concern_not_addressed", True),
+    ("statement, reply yes", ESC, [("c", "I can't afford another bill this month."),
+                                   ("a", "Yes, I hear you.")], "concern_not_addressed", True),
     ("no time on handoff", HO, [("a", "They'll pick it up when they can.")], "no_escalation_timeframe", True),
     ("time on handoff", HO, [("a", "They'll call you back by 2 pm today.")], "no_escalation_timeframe", False),
     ("re-explain", HO, [("a", "You'll have to go through it all again with them.")], "customer_must_reexplain", True),

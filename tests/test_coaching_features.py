@@ -17,6 +17,9 @@ from pipelines.coaching.features import ACTS, get_encoder, normalise, split_sent
     ("twenty-five dollars", "25 dollars"),
     ("No one will call. I'll do one thing.", "no one will call i'll do one thing"),
     ("Will it go out?", "will it go out ?"),
+    # Whisper's way of writing a spelled code; a range with a spaced hyphen is not a code
+    ("your case number is S -V -7 -7 -0 -3, thanks", "your case number is sv7703 thanks"),
+    ("between 5 -10 pounds", "between 5 10 pounds"),
 ])
 def test_normalise(text, want):
     assert normalise(text) == want

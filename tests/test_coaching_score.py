@@ -30,6 +30,22 @@ def test_interruptions_from_overlaps():
     assert a == [1] and c == [4]
 
 
+def test_interruption_into_a_pause_keeps_the_floor():
+    # diarization cut the customer's turn where the agent came in: the customer pauses
+    # 0.3 s, the agent starts, the customer carries on over the agent
+    tr = T(("customer", 0.0, 5.0, "I'm paying sixty a month for nothing."),
+           ("agent", 5.25, 9.0, "What I'll do is put a note on the account."),
+           ("customer", 5.3, 6.5, "So what happens now?"),
+           ("agent", 12.0, 13.0, "Okay."),
+           ("customer", 14.0, 15.0, "Right."),
+           ("agent", 15.3, 18.0, "Anything else?"),
+           ("customer", 16.5, 17.0, "Hang on."))   # resumes 1.5 s later: a new cut-in
+    assert interruptions(tr, 0.25) == ([], [2, 6])
+    assert interruptions(tr, 0.25, max_pause_s=0.6) == ([1], [6])
+    # from the rule set: the default keeps the floor through 0.6 s
+    assert default_ruleset().tone["interruptions"]["max_pause_s"] == 0.6
+
+
 def test_talk_ratio_and_range():
     lines = [("a", "Hello, how can I help?"), ("c", "I'd like to change my address to the new flat please.")]
     r = score_call(make_call(lines), default_ruleset())

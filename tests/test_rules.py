@@ -61,6 +61,10 @@ def _broken(tmp_path, mutate) -> Path:
     (lambda d: d["call_types"]["handoff"].update(talk_ratio=[0.6, 0.4]), "call_types.handoff", "talk_ratio"),
     (lambda d: d["call_types"]["handoff"]["checks"].append("not_a_check"), "call_types.handoff", "checks"),
     (lambda d: d["tone"]["empathy"].update(high="lots"), "tone.empathy", "high"),
+    (lambda d: d["tone"]["interruptions"].update(max_pause_s=-1), "tone.interruptions", "max_pause_s"),
+    (lambda d: d["concern_answers"].update(within=0), "concern_answers", "within"),
+    (lambda d: d["concern_answers"].update(direct="(unclosed"), "concern_answers", "direct"),
+    (lambda d: d["concern_answers"].update(sometimes=True), "concern_answers", "sometimes"),
 ])
 def test_malformed_rule_fails_fast_naming_file_rule_field(tmp_path, mutate, rule, field):
     p = _broken(tmp_path, mutate)

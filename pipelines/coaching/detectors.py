@@ -182,6 +182,9 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet) -> list
     """(sentence index, concern name) of every concern topic the customer raised that no
     later agent sentence answers (first raise of the topic), in time order."""
     out: list[tuple[int, str]] = []
+    within = ruleset.direct_answer_within
+    questions = set(hits.get("concern.question") or ()) if within else set()
+    direct = hits.get("answer.direct") or [] if within else []
     for cn in ruleset.concerns:
         raised = hits.get(f"concern.{cn}") or []
         if not raised:
@@ -189,8 +192,13 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet) -> list
         answers = hits.get(f"answer.{cn}") or []
         # a concern is addressed when an agent answers its topic after it was first
         # raised; the customer coming back to an answered topic is not a new concern
-        if not answers or answers[-1] < raised[0]:
-            out.append((raised[0], cn))
+        if answers and answers[-1] >= raised[0]:
+            continue
+        # "Will this affect my discount?" - "No, it stays as it is": a direct reply to
+        # the question answers it whatever words it uses
+        if any(r in questions and any(r < d <= r + within for d in direct) for r in raised):
+            continue
+        out.append((raised[0], cn))
     out.sort()
     return out
 

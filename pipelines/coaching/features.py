@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 FEATURES_SCHEMA = "callcoach.coaching_features"
-NORMALISER_VERSION = "5"   # 5: comma splices split into sentences
+NORMALISER_VERSION = "6"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes
 
 # ---------------------------------------------------------------------------------------
 # The act bank.  Prototypes are written for this bank (generic contact-centre language
@@ -469,6 +469,9 @@ def normalise(text: str) -> str:
     text = re.sub(r"(\d)([ap]m)\b", r"\1 \2", text, flags=re.I)
     # "twenty-five" -> "twenty five"; "T-L-4-4" -> "T L 4 4"
     text = re.sub(r"(?<=[A-Za-z0-9])-(?=[A-Za-z0-9])", " ", text)
+    # Whisper writes a spelled code as "S -V -7 -7 -0 -3": a hyphen glued to the next
+    # single character after a single character is a letter-by-letter run, not a break
+    text = re.sub(r"(?<![A-Za-z0-9'])([A-Za-z0-9]) -(?=[A-Za-z0-9](?![A-Za-z0-9]))", r"\1 ", text)
     raw = _TOKEN_RE.findall(text)
     toks: list[tuple[str, str]] = []   # (lower, original)
     for r in raw:

@@ -101,6 +101,9 @@ class RuleSet:
     risks: dict[str, Rule]
     coaching: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    # a concern the customer raised as a question is answered by a direct reply
+    # (act "answer.direct") among the next `direct_answer_within` sentences; 0 = off
+    direct_answer_within: int = 0
 
     @property
     def version(self) -> str:
@@ -357,6 +360,23 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
         acts[f"concern.{cn}"] = Act(f"concern.{cn}", "customer", {"all": [{"re": r}] + cue})
         acts[f"answer.{cn}"] = Act(f"answer.{cn}", "agent", {"re": a})
 
+    direct_within = 0
+    ca = raw.get("concern_answers")
+    if ca is not None:
+        rule = "concern_answers"
+        if not isinstance(ca, dict):
+            raise RuleSetError(path, rule, "<mapping>", "expected a mapping")
+        extra = set(ca) - {"direct", "within"}
+        if extra:
+            raise RuleSetError(path, rule, sorted(extra)[0], "unknown field")
+        d = _check_regex(_expand(_req(ca, "direct", path, rule, str), macros, path, rule, "direct"), path, rule, "direct")
+        w = _req(ca, "within", path, rule)
+        if not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= 20:
+            raise RuleSetError(path, rule, "within", "expected a whole number of sentences, 1 to 20")
+        direct_within = w
+        acts["answer.direct"] = Act("answer.direct", "agent", {"re": d})
+        acts["concern.question"] = Act("concern.question", "customer", {"question": True})
+
     # references and dependency order
     order: list[str] = []
     state: dict[str, int] = {}
@@ -469,6 +489,9 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
                     raise RuleSetError(path, f"tone.{tn}", "act", f"unknown act {v!r}")
             elif not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise RuleSetError(path, f"tone.{tn}", k, "expected a number")
+    mp = tone["interruptions"].get("max_pause_s", 0.0)
+    if not isinstance(mp, (int, float)) or isinstance(mp, bool) or mp < 0:
+        raise RuleSetError(path, "tone.interruptions", "max_pause_s", "expected a number >= 0")
 
     # sequence -----------------------------------------------------------------------
     seq_raw = _req(raw, "sequence", path, "<file>", dict)
@@ -487,6 +510,7 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
 
     sha = hashlib.sha256(data).hexdigest()
     return RuleSet(name=name, human_version=human, sha256=sha, path=path, acts=acts,
+                   direct_answer_within=direct_within,
                    act_order=tuple(order), concerns=concerns, call_types=call_types,
                    classify=cl, tone=tone, sequence=sequence, checks=checks, risks=risks,
                    coaching=coaching, raw=raw)

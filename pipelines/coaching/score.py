@@ -98,22 +98,40 @@ def _talk_ratio(tr: Transcript, lo_hi: tuple[float, float]) -> dict[str, Any]:
             "within_expected": bool(tot > 0 and lo <= ra <= hi)}
 
 
-def interruptions(tr: Transcript, min_overlap_s: float) -> tuple[list[int], list[int]]:
+def interruptions(tr: Transcript, min_overlap_s: float,
+                  max_pause_s: float = 0.0) -> tuple[list[int], list[int]]:
     """Indices of agent turns that start while a customer turn is still running (by at
-    least ``min_overlap_s``), and of customer turns that start inside an agent turn."""
+    least ``min_overlap_s``), and of customer turns that start inside an agent turn.
+
+    A speaker still holds the floor through a pause shorter than ``max_pause_s``: an agent
+    turn that starts in such a customer pause, with the customer going on while the agent
+    talks, interrupted the customer (and the customer's going on is not an interruption
+    of the agent); the same holds the other way round.  Diarization often cuts a turn at
+    exactly the moment the other speaker barges in."""
+    turns = tr.turns
     last_end = {"agent": -1.0, "customer": -1.0}
-    agent_int: list[int] = []
-    cust_int: list[int] = []
-    for i, t in enumerate(tr.turns):
-        if t.speaker == "agent":
-            if last_end["customer"] - t.start >= min_overlap_s:
-                agent_int.append(i)
-        elif t.speaker == "customer":
-            if last_end["agent"] - t.start >= min_overlap_s:
-                cust_int.append(i)
+    other = {"agent": "customer", "customer": "agent"}
+    out: dict[str, list[int]] = {"agent": [], "customer": []}
+    resumed: set[int] = set()       # turns that carry on a paused turn someone cut into
+    for i, t in enumerate(turns):
+        if t.speaker in other and i not in resumed:
+            o = other[t.speaker]
+            if last_end[o] - t.start >= min_overlap_s:
+                out[t.speaker].append(i)
+            elif max_pause_s > 0 and last_end[o] >= 0 and t.start >= last_end[o] - min_overlap_s:
+                # did the other speaker carry on, after a short pause, over this turn?
+                for j in range(i + 1, len(turns)):
+                    u = turns[j]
+                    if u.start > t.end - min_overlap_s:
+                        break
+                    if u.speaker == o:
+                        if u.start - last_end[o] <= max_pause_s:
+                            out[t.speaker].append(i)
+                            resumed.add(j)
+                        break
         if t.speaker in last_end and t.end > last_end[t.speaker]:
             last_end[t.speaker] = t.end
-    return agent_int, cust_int
+    return out["agent"], out["customer"]
 
 
 def _classify(hits: Mapping[str, list[int]], rs: RuleSet) -> tuple[str, float, dict[str, float]]:
@@ -185,7 +203,8 @@ def _report(tr: Transcript, f: Mapping, speakers: list[str], hits: dict[str, lis
     call_type, conf, type_scores = _classify(hits, rs)
     spec = rs.call_types[call_type]
     talk = _talk_ratio(tr, spec.talk_ratio)
-    a_int, c_int = interruptions(tr, float(rs.tone["interruptions"]["min_overlap_s"]))
+    ti = rs.tone["interruptions"]
+    a_int, c_int = interruptions(tr, float(ti["min_overlap_s"]), float(ti.get("max_pause_s", 0.0)))
     tone = _tone(call, rs, len(a_int), len(c_int))
 
     moments: list[dict[str, Any]] = []
