@@ -345,6 +345,25 @@ def _with_source(transcript, row, features):
     return dataclasses.replace(transcript, audio=audio, features=features)
 
 
+@functools.cache
+def _malloc_trim():
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):      # not glibc
+        return None
+
+
+def _trim_heap() -> None:
+    """Give the heap pages a finished batch freed back to the OS.  A long-lived actor
+    otherwise keeps its high-water mark, which creeps up with every batch it scores
+    (fragmentation), so its memory would grow with the size of the run."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 class ReadTranscript:
     """CPU: the stored transcript of a call (rescoring: no audio, no ASR)."""
 
@@ -378,7 +397,9 @@ class Score:
 
     def __call__(self, batch):
         """Ray ``map_batches`` entry point: a pyarrow batch of rows in, one out."""
-        return rows_table(self.score_rows(batch.to_pylist()))
+        out = rows_table(self.score_rows(batch.to_pylist()))
+        _trim_heap()
+        return out
 
     def one(self, row: dict) -> dict:
         return self.score_rows([row])[0]
@@ -732,32 +753,81 @@ def _stream(config: RunConfig, out_uri: str | Store, transcribe: list[dict], res
             again_t + again_r, config, run_id)
 
 
-def _finish(out_store: Store, ledger: dict[str, Entry], pending_rows: dict[str, dict],
-            pending_insights: dict[str, dict], results: list[dict], config: RunConfig) -> None:
-    """Fold this run's results into the ledger and rebuild the tables."""
+class _Results:
+    """This run's results, folded in as they stream: each call's ledger entry replaces its
+    old one at once, and its calls-table and insights rows are parsed into polars frames
+    every CHUNK calls, so the driver holds columns, never a dict per call of the run."""
+
+    CHUNK = 256
+
+    def __init__(self, ledger: dict[str, Entry], pending_rows: dict[str, dict],
+                 pending_insights: dict[str, dict]):
+        self.ledger = ledger
+        self.calls: list = []           # polars frames
+        self.insights: list = []
+        self._rows = list(pending_rows.values())
+        self._ins = list(pending_insights.values())
+        self.ok = dict.fromkeys(pending_rows, True)   # call_id -> its last result was ok
+        self.count = 0
+
+    def add(self, r: dict) -> None:
+        entry = Entry(**json.loads(r["entry"]))
+        self.ledger[entry.call_id] = entry
+        self.count += 1
+        self.ok[entry.call_id] = r["status"] == "ok"
+        if r["status"] == "ok":
+            self._rows.append(json.loads(r["table_row"]))
+            self._ins.append(json.loads(r["insight_row"]))
+            if len(self._rows) >= self.CHUNK:
+                self._flush()
+
+    def _flush(self) -> None:
+        from .insights.tables import insights_frame
+        from .tables import calls_frame
+
+        if self._rows:
+            self.calls.append(calls_frame(self._rows))
+            self._rows = []
+        if self._ins:
+            self.insights.append(insights_frame(self._ins))
+            self._ins = []
+
+    def frames(self):
+        """(calls rows, insights rows) of the calls whose last result is ok: one each."""
+        import polars as pl
+
+        from .insights.tables import INSIGHT_COLUMNS
+        from .tables import CALL_COLUMNS
+
+        self._flush()
+        keep = sorted(cid for cid, ok in self.ok.items() if ok)
+
+        def one(frames, schema):
+            if not frames or not keep:
+                return pl.DataFrame(schema=schema)
+            df = pl.concat(frames, how="vertical_relaxed")
+            return df.unique("call_id", keep="last", maintain_order=True) \
+                .filter(pl.col("call_id").is_in(keep))
+
+        return one(self.calls, CALL_COLUMNS), one(self.insights, INSIGHT_COLUMNS)
+
+
+def _finish(out_store: Store, results: _Results, config: RunConfig) -> None:
+    """Fold this run's results into the tables and commit the ledger."""
     import polars as pl
 
-    from .insights.tables import INSIGHT_COLUMNS, build_tables, insights_frame
-    from .tables import (CALL_COLUMNS, calls_frame, failures_frame, read_table, write_partitioned,
-                         write_tables)
+    from .insights.tables import INSIGHT_COLUMNS, build_tables
+    from .tables import CALL_COLUMNS, failures_frame, read_table, write_partitioned, write_tables
 
-    new_rows, new_insights = dict(pending_rows), dict(pending_insights)
-    for r in results:
-        entry = Entry(**json.loads(r["entry"]))
-        ledger[entry.call_id] = entry
-        if r["status"] == "ok":
-            new_rows[entry.call_id] = json.loads(r["table_row"])
-            new_insights[entry.call_id] = json.loads(r["insight_row"])
-        else:
-            new_rows.pop(entry.call_id, None)
-            new_insights.pop(entry.call_id, None)
-    calls = read_table(out_store, "calls", CALL_COLUMNS)
+    ledger = results.ledger
+    new_calls, new_insights = results.frames()
     failed_ids = {cid for cid, e in ledger.items() if e.status != "scored"}
-    drop = set(new_rows) | failed_ids
+    drop = sorted(set(new_calls["call_id"].to_list()) | failed_ids)
+    calls = read_table(out_store, "calls", CALL_COLUMNS)
     if drop:
-        calls = calls.filter(~pl.col("call_id").is_in(sorted(drop)))
-    if new_rows:
-        calls = pl.concat([calls, calls_frame(list(new_rows.values()))], how="vertical_relaxed")
+        calls = calls.filter(~pl.col("call_id").is_in(drop))
+    if new_calls.height:
+        calls = pl.concat([calls, new_calls], how="vertical_relaxed")
     calls = calls.sort("call_id")
     failures = failures_frame([{"call_id": e.call_id, "source_key": e.source_key, "stage": e.stage,
                                 "reason": e.reason, "size_bytes": e.size, "etag": e.etag}
@@ -767,10 +837,9 @@ def _finish(out_store: Store, ledger: dict[str, Entry], pending_rows: dict[str, 
 
     insights = read_table(out_store, "insights", INSIGHT_COLUMNS)
     if drop:
-        insights = insights.filter(~pl.col("call_id").is_in(sorted(drop)))
-    if new_insights:
-        insights = pl.concat([insights, insights_frame(list(new_insights.values()))],
-                             how="vertical_relaxed")
+        insights = insights.filter(~pl.col("call_id").is_in(drop))
+    if new_insights.height:
+        insights = pl.concat([insights, new_insights], how="vertical_relaxed")
     for name, df in build_tables(insights, calls, as_of=config.as_of).items():
         write_partitioned(out_store, name, df)
     ledger_mod.commit(out_store, ledger)
@@ -809,14 +878,12 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
                          ruleset_version=ruleset_version, pii_config=config.pii.describe())
     log.info("run %s: %d calls: %d to transcribe, %d to re-score, %d unchanged", run_id,
              len(calls), len(the_plan.transcribe), len(the_plan.rescore), len(the_plan.unchanged))
-    results: list[dict] = []
+    results = _Results(ledger, pending_rows, pending_insights)
     todo = len(the_plan.transcribe) + len(the_plan.rescore)
     if todo:
         for out in _stream(config, out_store, the_plan.transcribe, the_plan.rescore,
                            fingerprint, run_id):
-            results.append({k: out[k] for k in ("call_id", "key", "status", "stage", "error",
-                                                 "size", "etag", "entry", "table_row",
-                                                 "insight_row")})
+            results.add(out)
             if out["status"] == "ok":
                 summary.scored += 1
                 timings = json.loads(out["timings"])
@@ -834,8 +901,8 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
                 summary.failures.append({"call_id": out["call_id"], "source_key": out["key"],
                                          "stage": out["stage"], "reason": out["error"]})
             if progress:
-                progress(len(results), todo, out)
-    _finish(out_store, ledger, pending_rows, pending_insights, results, config)
+                progress(results.count, todo, out)
+    _finish(out_store, results, config)
     summary.wall_s = time.perf_counter() - started
     doc = json.dumps(summary.to_dict(), indent=1).encode()
     out_store.write(f"runs/{run_id}.json", doc, "application/json")

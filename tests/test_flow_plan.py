@@ -149,3 +149,35 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     out2 = flow.Score(str(tmp_path), None, "fp", "run-2").one(flow.ReadTranscript(str(tmp_path))(item))
     assert out2["status"] == "ok" and sum(encoded) == 0
     assert json.loads(out2["table_row"]) == json.loads(out["table_row"])
+
+
+def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
+    """The driver folds results into frames as they stream (chunks of CHUNK calls): a
+    call's last result wins, failures leave no row, and pending rows of a killed run
+    are kept unless this run has a newer outcome for the call."""
+    import dataclasses
+
+    import pipelines.flow as flow
+
+    monkeypatch.setattr(flow._Results, "CHUNK", 2)   # several chunks from a few calls
+
+    def res(cid, status, talk=None):
+        e = dataclasses.asdict(_entry(cid, status="scored" if status == "ok" else "failed"))
+        return {"call_id": cid, "status": status, "entry": json.dumps(e),
+                "table_row": json.dumps({"call_id": cid, "talk_ratio_agent": talk}),
+                "insight_row": json.dumps({"call_id": cid})}
+
+    ledger = {"old": _entry("old")}
+    pending = {"p1": {"call_id": "p1", "talk_ratio_agent": 0.1},
+               "p2": {"call_id": "p2", "talk_ratio_agent": 0.2}}
+    r = flow._Results(ledger, pending, {k: {"call_id": k} for k in pending})
+    for x in [res("a", "ok", 0.3), res("b", "failed"), res("c", "ok", 0.4), res("p2", "failed"),
+              res("c", "ok", 0.5), res("d", "ok", 0.6), res("d", "failed")]:
+        r.add(x)
+    calls, insights = r.frames()
+    got = dict(zip(calls["call_id"].to_list(), calls["talk_ratio_agent"].to_list()))
+    assert got == {"p1": 0.1, "a": 0.3, "c": 0.5}
+    assert sorted(insights["call_id"].to_list()) == ["a", "c", "p1"]
+    assert r.count == 7
+    assert ledger["b"].status == "failed" and ledger["d"].status == "failed"
+    assert ledger["c"].status == "scored" and "old" in ledger

@@ -9,8 +9,8 @@ workers, Ray's own processes) is sampled with psutil every 0.2 s.  Reported: pea
 the driver, peak of the workers' summed RSS, the largest single worker, Ray's system
 processes, and the peak PSS of the whole tree (shared pages split, so the object store
 is not counted once per process).  Growth is explained from what the driver holds: the
-result rows it keeps for every call, the ledger, and the calls/insights tables it
-rebuilds whole (sizes measured on the run's own output).
+ledger, the listing of stored transcripts, and the calls/insights tables it rebuilds
+whole (sizes measured on the run's own output).
 """
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ def main(argv=None) -> int:
         f"calls table {o_s.get('calls_mb_in_memory', 0):.2f} -> {o_b.get('calls_mb_in_memory', 0):.2f} MB "
         f"({o_b.get('calls_rows', 0)} rows), insights table {o_s.get('insights_mb_in_memory', 0):.2f} -> "
         f"{o_b.get('insights_mb_in_memory', 0):.2f} MB, ledger {o_s.get('ledger_mb_in_memory', 0):.2f} -> "
-        f"{o_b.get('ledger_mb_in_memory', 0):.2f} MB in Arrow form; as Python objects (the `results` list of "
-        f"row dicts with table_row/insight_row JSON strings, the ledger dict of Entry objects, the listing of "
-        f"every transcript) several times that.",
+        f"{o_b.get('ledger_mb_in_memory', 0):.2f} MB in Arrow form.  The driver folds each result into "
+        f"columnar frames as it streams (flow._Results, 256 calls at a time), so what stays per call is "
+        f"its ledger Entry and its entry in the listing of stored transcripts.",
     ]
     text = table + "\n\n" + " ".join(explain)
     print(text)
