@@ -35,7 +35,7 @@ from .ledger import Entry
 from .pii import PiiConfig, redact_text, redact_transcript
 from .speech.asr import METHOD as ASR_METHOD
 from .speech.stage import SpeechConfig
-from .storage import ObjectInfo, Store, open_store, safe_key
+from .storage import LocalStore, ObjectInfo, Store, open_store, safe_key
 from .coaching.features import features_valid, turn_features
 from .transcript import SCHEMA_VERSION as TRANSCRIPT_SCHEMA
 
@@ -365,7 +365,7 @@ def _trim_heap() -> None:
 
 
 class ReadTranscript:
-    """CPU: the stored transcript of a call (rescoring: no audio, no ASR)."""
+    """The stored transcript of a call (rescoring: no audio, no ASR); Score reads with it."""
 
     def __init__(self, output_uri: str | Store):
         self.store = _as_store(output_uri)
@@ -394,6 +394,8 @@ class Score:
         self.fingerprint = speech_fingerprint
         self.run_id = run_id
         self.pii = pii or PiiConfig()
+        self.reader = ReadTranscript(self.store)
+        self._threads = None
 
     def __call__(self, batch):
         """Ray ``map_batches`` entry point: a pyarrow batch of rows in, one out."""
@@ -410,6 +412,7 @@ class Score:
         from .insights.detect import insights_batch
         from .transcript import Transcript
 
+        rows = self._read_stored(rows)
         out: list[dict | None] = [None] * len(rows)
         todo: list[int] = []           # rows still in play
         transcripts: dict[int, Any] = {}
@@ -460,6 +463,30 @@ class Score:
             except Exception as exc:
                 out[i] = self._fail(rows[i], exc)
         return out
+
+    def _read_stored(self, rows: list[dict]) -> list[dict]:
+        """Rescore rows come without their transcript: read them here, a few at a time
+        in threads (object-store latency), rather than in a stage of actors of their own
+        (two more processes to start and feed for milliseconds of work per call)."""
+        todo = [i for i, r in enumerate(rows)
+                if r["path"] == "rescore" and r["status"] == "ok" and not r["transcript"]]
+        if not todo:
+            return rows
+        rows = list(rows)
+        if len(todo) == 1 or isinstance(self.store, LocalStore):
+            read = map(self.reader, [rows[i] for i in todo])
+        else:
+            read = self._pool().map(self.reader, [rows[i] for i in todo])
+        for i, r in zip(todo, read):
+            rows[i] = r
+        return rows
+
+    def _pool(self):
+        if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = ThreadPoolExecutor(8, thread_name_prefix="read-transcript")
+        return self._threads
 
     def _write(self, row: dict, transcript, changed: bool, report: dict, insights: dict,
                pii_counts: dict) -> dict:
@@ -721,9 +748,8 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
     if rescore:
         # rescoring is milliseconds per call: blocks of about a Score batch
         blocks = len(rescore) if isolate else min(2000, -(-len(rescore) // SCORE_BATCH))
-        ds = ray.data.from_items(rescore, override_num_blocks=blocks)
-        ds = ds.map(ReadTranscript, fn_constructor_args=(out_uri,),
-                    compute=pool(size=2), num_cpus=0.25, **retry)
+        # the Score actors read each stored transcript themselves (Score._read_stored)
+        ds = ray.data.from_items([_row(c, path="rescore") for c in rescore], override_num_blocks=blocks)
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     ds = ds.map_batches(Score, batch_size=1 if isolate else SCORE_BATCH, batch_format="pyarrow",

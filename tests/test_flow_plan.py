@@ -150,6 +150,14 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     assert out2["status"] == "ok" and sum(encoded) == 0
     assert json.loads(out2["table_row"]) == json.loads(out["table_row"])
 
+    # as the flow feeds it: rescore rows without their transcript, read by Score itself;
+    # a missing transcript fails that call alone, at the read_transcript stage
+    rows = [flow._row(item, path="rescore"), flow._row(dict(item, call_id="gone"), path="rescore")]
+    out3, gone = flow.Score(str(tmp_path), None, "fp", "run-3").score_rows(rows)
+    assert out3["status"] == "ok" and json.loads(out3["table_row"]) == json.loads(out["table_row"])
+    assert gone["status"] == "failed" and gone["stage"] == "read_transcript", gone
+    assert "gone" in gone["error"]
+
 
 def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
     """The driver folds results into frames as they stream (chunks of CHUNK calls): a
