@@ -10,7 +10,7 @@ Three measurements, each in its own process (so peak RSS is its own):
    seconds and peak RSS at 10k and 100k calls.  One process, so at most one core's worth
    of Python (numpy may use more).
 2. end to end: ``run(RunConfig(output=ARCHIVE), rescore_only=True)`` -- Ray start, listing,
-   ReadTranscript + Score actors (redaction check, scoring, insights, report JSON + HTML,
+   Score actors (transcript read, redaction check, scoring, insights, report JSON + HTML,
    ledger entries), the driver folding results, the calls/insights table rebuild and the
    ledger commit -- on a local folder of --e2e stored transcripts (synthetic, as the
    speech stage stores them: redacted, word timings, features; ~27 KB each).  calls/s
