@@ -184,7 +184,7 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet) -> list
     out: list[tuple[int, str]] = []
     within = ruleset.direct_answer_within
     questions = set(hits.get("concern.question") or ()) if within else set()
-    direct = hits.get("answer.direct") or [] if within else []
+    direct = (hits.get("answer.direct") or []) if within else []
     for cn in ruleset.concerns:
         raised = hits.get(f"concern.{cn}") or []
         if not raised:
