@@ -21,9 +21,11 @@ Schema (``schema_version`` 1):
                 "diarization_backend": "channels"|"embedded"|"pyannote"},
       "turns": [{"speaker": "agent"|"customer", "start": s, "end": s, "text": str,
                  "words": [{"w": str, "start": s, "end": s, "p": 0..1}]}],
-      "features": {...} | absent     # rule-independent coaching features (sentence
+      "features": {...} | absent,    # rule-independent coaching features (sentence
                                      # similarities to the act bank), computed once by the
                                      # speech stage; see pipelines/coaching/features.py
+      "decoding": {"method": str,    # how the ASR ran (pipelines/speech/asr.py METHOD)
+                   "prompt": str | null} | absent   # Whisper's prompt for this call
     }
 
 Times are seconds from the start of the audio.  Turns are sorted by start; turns of
@@ -92,6 +94,7 @@ class Transcript:
     roles: Mapping[str, Any] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
     features: Mapping[str, Any] | None = None
+    decoding: Mapping[str, Any] = field(default_factory=dict)
 
     def speech_time(self, speaker: str) -> float:
         """Seconds of speech of one speaker (sum of its turn durations)."""
@@ -113,6 +116,7 @@ class Transcript:
             "roles": dict(self.roles),
             "turns": [t.to_dict() for t in self.turns],
             **({"features": dict(self.features)} if self.features else {}),
+            **({"decoding": dict(self.decoding)} if self.decoding else {}),
         }
 
     def to_json(self) -> bytes:
@@ -137,6 +141,7 @@ class Transcript:
             roles=dict(d.get("roles", {})),
             schema_version=version,
             features=d.get("features") or None,
+            decoding=dict(d.get("decoding") or {}),
         )
 
     @staticmethod

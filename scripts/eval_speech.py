@@ -75,6 +75,17 @@ def role_accuracy(turns, truth_turns) -> float:
     return right / len(truth_turns)
 
 
+def sidecar(folder: Path, name: str) -> dict:
+    """What the call's sidecar would carry: the company of the dev call's script."""
+    script = folder / f"{name}.yaml"
+    if not script.exists():
+        return {}
+    import yaml
+
+    company = (yaml.safe_load(script.read_text()) or {}).get("company")
+    return {"company": company} if company else {}
+
+
 def pyannote_sample_folder() -> Path:
     """A temp folder holding pyannote's sample as a labelled call: sample.wav, sample.rttm
     and sample.truth.json (turns from sample.stm; no roles, so role accuracy reads 'n/a')."""
@@ -103,6 +114,8 @@ def main() -> int:
     ap.add_argument("--pattern", default="*.mono16k.flac")
     ap.add_argument("--diarization", default="auto")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--no-context", action="store_true",
+                    help="send no sidecar (no company name for the decoder's prompt)")
     ap.add_argument("--save", type=Path, help="write transcripts here (for scripts/eval_coaching.py)")
     args = ap.parse_args()
     if args.pyannote_sample:
@@ -127,7 +140,7 @@ def main() -> int:
         truth = json.loads((path.parent / f"{name}.truth.json").read_text())
         audio = decode(path.read_bytes())
         t0 = time.perf_counter()
-        transcript, _ = stage(audio, name, {})
+        transcript, _ = stage(audio, name, {} if args.no_context else sidecar(path.parent, name))
         wall = time.perf_counter() - t0
         if args.save:
             (args.save / f"{name}.json").write_bytes(transcript.to_json())

@@ -8,6 +8,7 @@ span, and packing must cut the number of Whisper windows without losing accuracy
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from pipelines.audio import SAMPLE_RATE, decode
 from pipelines.models import ModelConfig
-from pipelines.speech.asr import GAP_S, MAX_CLIP_S, AsrConfig, Clip, Transcriber, pack
+from pipelines.speech.asr import (GAP_S, MAX_CLIP_S, PROMPT_MAX_CHARS, AsrConfig, Clip, Transcriber,
+                                  call_prompt, join_spelled, pack)
+from pipelines.transcript import Word
 
 CALL = Path(__file__).resolve().parent.parent / "samples" / "calls" / "sample-02-handoff"
 NORM = EnglishTextNormalizer()
@@ -172,3 +175,124 @@ def test_a_window_caught_in_a_repetition_loop_is_decoded_again(turns_as_clips, m
     hyp = [" ".join(w.w for w in ws) for ws in words]
     assert not any("then, then, then" in h for h in hyp)
     assert _wer(texts, hyp) <= 0.2
+
+
+def _words(text: str) -> list[Word]:
+    return [Word(t, round(i * 0.5, 3), round(i * 0.5 + 0.4, 3), 0.9 - i * 0.01)
+            for i, t in enumerate(text.split())]
+
+
+def _text(words: list[Word]) -> str:
+    return " ".join(w.w for w in words)
+
+
+@pytest.mark.parametrize("said, written", [
+    # Whisper's three ways of writing a spelled code, and what they become
+    ("It's so 7, 7, 0, 0, 9, 0, 0, 1, 2, 3. And", "It's so 7700900123. And"),
+    ("case number in S -V -7 -7 -0 -3, I'm adding", "case number in S V 7703, I'm adding"),
+    ("Your ticket is TL4471 and", "Your ticket is T L 4471 and"),
+    ("reference GLSV4218.", "reference G L S V 4218."),
+    # left alone: counting, ordinary numbers, times, short or word-like tokens
+    ("1, 2, 3 go", "1, 2, 3 go"),
+    ("7 -0 -1, but", "7 -0 -1, but"),
+    ("I paid 35 and 40 and 50", "I paid 35 and 40 and 50"),
+    ("from 10am to 2pm", "from 10am to 2pm"),
+    ("plan B 5 times", "plan B 5 times"),
+    ("I A 4 B", "I A 4 B"),
+    ("It's MP3 on 4G", "It's MP3 on 4G"),
+    # a full stop ends a run: two codes in two sentences stay two codes
+    ("It's K 1 2. B 3 4 5 6 next", "It's K 12. B 3456 next"),
+])
+def test_spelled_codes_are_written_one_way(said, written):
+    assert _text(join_spelled(_words(said))) == written
+
+
+def test_joined_words_keep_the_times_and_the_lowest_confidence_of_their_parts():
+    words = _words("number S -V -7 -7 -0 -3, thanks")
+    out = join_spelled(words)
+    assert [w.w for w in out] == ["number", "S", "V", "7703,", "thanks"]
+    digits = out[3]
+    assert (digits.start, digits.end) == (words[3].start, words[6].end)
+    assert digits.p == min(w.p for w in words[3:7])
+    glued = join_spelled([Word("TL4471.", 2.0, 2.6, 0.8)])
+    assert [w.w for w in glued] == ["T", "L", "4471."]
+    assert glued[0].start == 2.0 and glued[-1].end == 2.6
+    assert all(a.end == b.start for a, b in zip(glued, glued[1:]))   # time shared, no gaps
+    assert join_spelled([]) == []
+
+
+def test_the_call_prompt_comes_from_the_sidecar_and_the_deployment():
+    assert call_prompt(None) is None and call_prompt({}, "  ") is None
+    assert call_prompt({"company": "Skyvale  Airways"}) == "Skyvale Airways customer service call."
+    assert call_prompt({"company": "Skyvale Airways", "vocabulary": ["tracing desk", "PNR"]},
+                       "Airline support.") == ("Skyvale Airways customer service call. "
+                                               "Airline support. tracing desk, PNR.")
+    assert call_prompt({"vocabulary": "Tasklane"}) == "Tasklane."
+    # wrong types in a sidecar are ignored, not sent to the decoder
+    assert call_prompt({"company": 42, "vocabulary": [None, 3, "ok"]}) == "ok."
+    long = call_prompt({"vocabulary": [f"term{i}" for i in range(500)]})
+    assert len(long) <= PROMPT_MAX_CHARS and not long.endswith(" ")
+
+
+@pytest.mark.slow
+def test_the_company_in_the_prompt_is_what_whisper_writes(turns_as_clips, model_dir):
+    """Real Whisper base on the rendered sample call: without context it hears the
+    greeting's brand as nonsense; with the sidecar's company in the prompt it writes it."""
+    clips, texts, speakers = turns_as_clips
+    truth = json.loads(CALL.with_suffix(".truth.json").read_text())
+    brand = truth["company"].split()[0]                 # "Swiftpost"
+    assert brand in texts[0]
+    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
+                               cpu_threads=2))
+    plain, _ = tr.transcribe(clips, speakers)
+    told, _ = tr.transcribe(clips, speakers, prompt=call_prompt({"company": truth["company"]}))
+    assert brand not in " ".join(w.w for w in plain[0])
+    assert brand in " ".join(w.w for w in told[0])
+    # the prompt is a hint, not text: it never shows up as words of the call
+    assert not any("customer service call" in " ".join(w.w for w in ws).lower() for ws in told)
+
+
+@pytest.mark.slow
+def test_clips_a_window_ended_early_on_are_decoded_again_alone(turns_as_clips, model_dir):
+    """Fault injected: Whisper ends the first window early (end-of-text after its first
+    clip, as it did on an 8 kHz dev call with a prompt), so the window's other clips get
+    no words.  Those clips, and only those, are decoded again by the real model, each
+    alone and without the prompt, and get their words back."""
+    clips, texts, speakers = turns_as_clips
+    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
+                               cpu_threads=2))
+    real = tr.pipeline.transcribe
+    calls = []
+
+    def early_end(buffer, **kw):
+        calls.append(kw)
+        segments, info = real(buffer, **kw)
+        segments = list(segments)
+        if len(calls) == 1:                       # first pass: window 0 stops after 2 s
+            w = kw["clip_timestamps"][0]
+            segments = [dataclasses.replace(s, words=[x for x in s.words
+                                                      if x.end <= w["start"] + 2.0])
+                        if w["start"] <= (s.start + s.end) / 2 < w["end"] else s
+                        for s in segments]
+        return segments, info
+
+    tr.pipeline.transcribe = early_end
+    words, _ = tr.transcribe(clips, speakers, prompt="Swiftpost Parcels customer service call.")
+    # the window-0 clips that lost their words were decoded again alone, without prompt
+    redo = [c for c in calls[1:] if c.get("initial_prompt") is None]
+    assert len(redo) == 1 and len(redo[0]["clip_timestamps"]) >= 1
+    assert all(b["end"] - b["start"] <= MAX_CLIP_S for b in redo[0]["clip_timestamps"])
+    assert all(ws for ws in words)                # every turn has its words again
+    # (the first clip keeps its cut-short words: a clip with words is never redone)
+    assert _wer(texts[1:], [" ".join(w.w for w in ws) for ws in words[1:]]) < 0.2
+
+
+def test_the_transcript_records_how_it_was_decoded():
+    from pipelines.transcript import Transcript, Turn
+
+    turn = Turn("agent", 0.0, 1.0, "hi", (Word("hi", 0.0, 1.0),))
+    told = Transcript("c", 1.0, (turn,), decoding={"method": "m", "prompt": "Acme customer service call."})
+    back = Transcript.from_json(told.to_json())
+    assert back.decoding == {"method": "m", "prompt": "Acme customer service call."}
+    assert "decoding" not in Transcript("c", 1.0, (turn,)).to_dict()   # older artifacts
+    assert Transcript.from_dict(Transcript("c", 1.0, (turn,)).to_dict()).decoding == {}

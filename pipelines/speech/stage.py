@@ -17,7 +17,7 @@ from typing import Mapping
 from ..audio import SAMPLE_RATE, Audio
 from ..models import ModelConfig
 from ..transcript import Transcript, Turn
-from .asr import AsrConfig, Clip, Transcriber, split_long
+from .asr import METHOD, AsrConfig, Clip, Transcriber, call_prompt, split_long
 from .roles import assign_roles
 
 MERGE_GAP_S = 0.8     # same-speaker segments closer than this, uninterrupted, form one turn
@@ -33,7 +33,8 @@ class SpeechConfig:
     batch_size: int = 8
     beam_size: int = 5
     language: str | None = "en"
-    initial_prompt: str | None = None
+    initial_prompt: str | None = None  # deployment-wide context for Whisper; the sidecar's
+                                       # company and vocabulary add to it per call (call_prompt)
     cpu_threads: int = 0               # CPU inference threads; 0: every core of the node
     two_party: bool = True             # contact-centre calls: agent + customer
 
@@ -151,9 +152,10 @@ class SpeechStage:
         regions = merge_regions(segments)
 
         clips, owners = cut_clips(audio, backend, regions)
+        prompt = call_prompt(metadata, self.config.initial_prompt)
         t0 = time.perf_counter()
         words_per_clip, language = self.transcriber.transcribe(
-            clips, groups=[regions[o].speaker for o in owners])
+            clips, groups=[regions[o].speaker for o in owners], prompt=prompt)
         timings["asr_s"] = time.perf_counter() - t0
         if self.aligner is not None:
             t0 = time.perf_counter()
@@ -184,5 +186,6 @@ class SpeechStage:
             audio=audio.describe(),
             metadata=metadata,
             roles={**assignment.describe(), "diarization_backend": backend},
+            decoding={"method": METHOD, "prompt": prompt},
         )
         return transcript, timings
