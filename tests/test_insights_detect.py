@@ -217,6 +217,21 @@ def test_tickets_from_either_speaker_and_not_amounts(rs, cats):
     assert got["ticket_refs"] == ["CX20931", "TL4471", "88120", "JB40419"]
 
 
+def test_a_misheard_linking_word_before_a_code_still_gives_the_ticket(rs, cats):
+    """ASR hears "case number is" as "case number in": a code of letters and digits (or
+    4+ digits) after it is still the reference, as the ticket_reference check sees it;
+    a short number or a plain word after a link is not."""
+    tr = scripted_call("t", [
+        ("a", "Thanks. Your case number in S V seven seven oh three, and I've added it all."),
+        ("a", "The reference number of 12 pounds is on the letter."),
+        ("a", "The ticket number in our system is fine."),
+        ("a", "Your job number at 88120 is booked."),
+    ], START)
+    (tr,) = featured([tr])
+    got = call_insights(tr, score_call(tr, rs), cats, ruleset=rs)
+    assert got["ticket_refs"] == ["SV7703", "88120"]
+
+
 def test_commitment_forms_and_exclusions(rs, cats):
     tr = scripted_call("c", [
         ("c", "My parcel never came."),
