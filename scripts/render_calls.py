@@ -13,8 +13,8 @@ For each script ``NAME.yaml`` it writes into OUT_DIR:
   ogg/opus (libopus, ~24 kbit/s) are encoded with PyAV.
 * ``NAME.truth.json``: ground truth in the schema of the shared dev-calls set (call_id,
   duration_s, speech_s, labels, talk_ratio, interruptions, overlaps, turns, ...).
-* ``NAME.json``: the input sidecar (``agent_id``, ``team``, ``started_at``, and
-  ``agent_channel`` for stereo recordings).
+* ``NAME.json``: the input sidecar (``agent_id``, ``team``, ``started_at``, ``company``,
+  and ``agent_channel`` for stereo recordings).
 
 How a call is made: each turn is synthesised with ``espeak-ng -v VOICE -p PITCH -s SPEED``,
 resampled to 16 kHz and peak-normalised to -16 dBFS with ``sox -D`` (no dither), and trimmed
@@ -512,6 +512,7 @@ def render_one(script_path: Path, out_dir: Path, versions: dict) -> dict:
     sidecar = {"agent_id": meta["agent_id"], "team": meta["team"], "started_at": meta["started_at"]}
     if layout == "stereo":
         sidecar["agent_channel"] = 0
+    sidecar["company"] = script["company"]   # the brand the agent answers for: the recogniser's context
     (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     return truth
 

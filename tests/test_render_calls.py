@@ -102,6 +102,7 @@ def test_render_tiny_call_audio_matches_truth(tmp_path, fmt, layout, rate):
     assert sidecar["agent_id"] == "agt-test" and sidecar["team"] == "team-test"
     assert sidecar["started_at"] == "2025-03-04T10:00:00+00:00"
     assert ("agent_channel" in sidecar) == (channels == 2)
+    assert sidecar["company"] == "Testco"                  # context for the recogniser
 
 
 @needs_espeak
@@ -171,4 +172,4 @@ def test_committed_sample_audio_matches_its_truth(script):
     assert audio.channels == (2 if spec["output"]["layout"] == "stereo" else 1)
     assert abs(audio.duration_s - truth["duration_s"]) < 0.1
     sidecar = json.loads((calls / f"{script.stem}.json").read_text())
-    assert {"agent_id", "team", "started_at"} <= set(sidecar)
+    assert {"agent_id", "team", "started_at", "company"} <= set(sidecar)
