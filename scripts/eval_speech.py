@@ -48,15 +48,21 @@ def wer(ref: str, hyp: str) -> tuple[float, int]:
     return (jiwer.wer(r, h) if n else 0.0), n
 
 
-def der(turns, rttm_path: Path, duration: float) -> float:
+def der(turns, rttm_path: Path, duration: float, truth_turns=()) -> float:
+    """DER against the RTTM, or against the truth file's turns when there is no RTTM
+    (calls rendered by scripts/render_calls.py)."""
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     ref = Annotation()
-    for line in rttm_path.read_text().splitlines():
-        f = line.split()
-        if f and f[0] == "SPEAKER":
-            ref[Segment(float(f[3]), float(f[3]) + float(f[4]))] = f[7]
+    if rttm_path.exists():
+        for line in rttm_path.read_text().splitlines():
+            f = line.split()
+            if f and f[0] == "SPEAKER":
+                ref[Segment(float(f[3]), float(f[3]) + float(f[4]))] = f[7]
+    else:
+        for i, t in enumerate(truth_turns):
+            ref[Segment(float(t["start"]), float(t["end"])), i] = t["speaker"]
     hyp = Annotation()
     for i, t in enumerate(turns):
         hyp[Segment(t.start, t.end), i] = t.speaker
@@ -76,7 +82,11 @@ def role_accuracy(turns, truth_turns) -> float:
 
 
 def sidecar(folder: Path, name: str) -> dict:
-    """What the call's sidecar would carry: the company of the dev call's script."""
+    """The call's sidecar: NAME.json beside the audio (rendered calls), else what a sidecar
+    would carry for a dev call: the company of its script (NAME.yaml)."""
+    side = folder / f"{name}.json"
+    if side.exists():
+        return json.loads(side.read_text())
     script = folder / f"{name}.yaml"
     if not script.exists():
         return {}
@@ -148,7 +158,8 @@ def main() -> int:
         hyp = " ".join(t.text for t in transcript.turns)
         w, n = wer(ref, hyp)
         row = {"call": name, "wer": w, "n": n, "wall": wall, "dur": audio.duration_s,
-               "der": der(transcript.turns, path.parent / f"{name}.rttm", audio.duration_s),
+               "der": der(transcript.turns, path.parent / f"{name}.rttm", audio.duration_s,
+                          truth["turns"]),
                "roles": (role_accuracy(transcript.turns, truth["turns"])
                          if {t["speaker"] for t in truth["turns"]} <= {"agent", "customer"}
                          else float("nan"))}

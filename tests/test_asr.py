@@ -19,7 +19,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from pipelines.audio import SAMPLE_RATE, decode
 from pipelines.models import ModelConfig
-from pipelines.speech.asr import (GAP_S, MAX_CLIP_S, PROMPT_MAX_CHARS, AsrConfig, Clip, Transcriber,
+from pipelines.speech.asr import (GAP_S, _echoes, MAX_CLIP_S, PROMPT_MAX_CHARS, AsrConfig, Clip, Transcriber,
                                   call_prompt, join_spelled, pack)
 from pipelines.transcript import Word
 
@@ -296,3 +296,52 @@ def test_the_transcript_records_how_it_was_decoded():
     assert back.decoding == {"method": "m", "prompt": "Acme customer service call."}
     assert "decoding" not in Transcript("c", 1.0, (turn,)).to_dict()   # older artifacts
     assert Transcript.from_dict(Transcript("c", 1.0, (turn,)).to_dict()).decoding == {}
+
+
+def test_a_copied_prompt_is_recognised_and_a_greeting_is_not():
+    prompt = "Harbour Bank customer service call. tracing desk, PNR."
+    assert _echoes(" Harbour Bank customer service call.", prompt)
+    assert _echoes("Okay. Harbour bank, customer service call! Thanks", prompt)
+    assert not _echoes("Thank you for calling Harbour Bank customer service, this is Dan.", prompt)
+    assert not _echoes("I'll pass you to the tracing desk.", prompt)    # 2-word terms: no
+    assert not _echoes("anything", None) and not _echoes("anything", "")
+
+
+@pytest.mark.slow
+def test_a_window_that_copies_the_prompt_is_decoded_again_without_it(turns_as_clips, model_dir):
+    """Fault injected: the first decode of window 0 comes back as the prompt itself (what
+    Whisper base did for every agent turn of a held-out call).  That window alone is
+    decoded again by the real model without the prompt, and no prompt text reaches the
+    transcript."""
+    from faster_whisper.transcribe import Segment, Word as FwWord
+
+    clips, texts, speakers = turns_as_clips
+    prompt = "Swiftpost Parcels customer service call."
+    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
+                               cpu_threads=2))
+    real = tr.pipeline.transcribe
+    calls = []
+
+    def copies(buffer, **kw):
+        calls.append(kw)
+        segments, info = real(buffer, **kw)
+        segments = list(segments)
+        if len(calls) == 1:
+            w = kw["clip_timestamps"][0]
+            said = [FwWord(w["start"] + 0.4 * k, w["start"] + 0.4 * k + 0.3, " " + t, 0.9)
+                    for k, t in enumerate(prompt.split())]
+            segments = [s for s in segments if not (w["start"] <= (s.start + s.end) / 2 < w["end"])]
+            segments.insert(0, Segment(id=98, seek=0, start=w["start"], end=w["end"],
+                                       text=" " + prompt, tokens=[], avg_logprob=-0.1,
+                                       compression_ratio=1.0, no_speech_prob=0.01,
+                                       words=said, temperature=0.0))
+        return segments, info
+
+    tr.pipeline.transcribe = copies
+    words, _ = tr.transcribe(clips, speakers, prompt=prompt)
+    assert calls[0]["initial_prompt"] == prompt
+    assert calls[1]["initial_prompt"] is None
+    assert calls[1]["clip_timestamps"] == [calls[0]["clip_timestamps"][0]]
+    hyp = [" ".join(w.w for w in ws) for ws in words]
+    assert not any("customer service call" in h.lower() for h in hyp)
+    assert _wer(texts, hyp) < 0.2

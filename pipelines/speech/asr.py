@@ -123,18 +123,33 @@ class Transcriber:
                                       None if groups is None else [groups[i] for i in order])
         prompt = prompt if prompt is not None else self.config.initial_prompt
         segments, language = self._decode(buffer, windows, initial_prompt=prompt)
+        # Whisper can copy its prompt instead of transcribing ("Harbour Bank customer
+        # service call." for every agent turn of a held-out call): a window whose text
+        # holds a sentence of the prompt is decoded again without it.
+        window_of = _windows_of(segments, windows)
+        echoed = sorted({w for seg, w in zip(segments, window_of) if _echoes(seg.text, prompt)})
+        if echoed:
+            log.info("prompt copied in %d of %d Whisper windows: decoded again without it",
+                     len(echoed), len(windows))
+            redo, _ = self._decode(buffer, [windows[i] for i in echoed], initial_prompt=None)
+            segments = [seg for seg, w in zip(segments, window_of) if w not in echoed] + redo
+            window_of = _windows_of(segments, windows)
         # Whisper can fall into a repetition loop ("then, then, then, ..." over a spelled
         # number): the batched pipeline has no temperature fallback, so a window whose
         # text compresses too well is decoded again with repeated 3-grams forbidden
         # (deterministic, unlike sampling at a higher temperature).
-        window_of = _windows_of(segments, windows)
         looping = sorted({w for seg, w in zip(segments, window_of)
                           if seg.compression_ratio > COMPRESSION_RATIO_MAX})
         if looping:
             log.info("repetition loop in %d of %d Whisper windows: decoded again",
                      len(looping), len(windows))
-            redo, _ = self._decode(buffer, [windows[i] for i in looping], initial_prompt=prompt,
-                                   no_repeat_ngram_size=3)
+            redo = []
+            for with_prompt in (True, False):
+                part = [i for i in looping if (i not in echoed) == with_prompt]
+                if part:
+                    redo += self._decode(buffer, [windows[i] for i in part],
+                                         initial_prompt=prompt if with_prompt else None,
+                                         no_repeat_ngram_size=3)[0]
             segments = [seg for seg, w in zip(segments, window_of) if w not in looping] + redo
         placed: list[list[Word]] = [[] for _ in clips]
         _place(segments, spans, placed)
@@ -264,6 +279,20 @@ def join_spelled(words: Sequence[Word]) -> list[Word]:
             out.append(split[i])
             i += 1
     return out
+
+
+def _words_of(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def _echoes(text: str, prompt: str | None) -> bool:
+    """Whether decoded ``text`` holds a sentence of the ``prompt`` (of 3+ words) verbatim:
+    Whisper copying its context instead of transcribing."""
+    if not prompt:
+        return False
+    said = f" {_words_of(text)} "
+    return any(len(sentence.split()) >= 3 and f" {sentence} " in said
+               for sentence in (_words_of(part) for part in re.split(r"[.!?]", prompt)))
 
 
 def _place(segments, spans: list[tuple[float, float, float]], placed: list[list[Word]],
