@@ -19,7 +19,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from pipelines.audio import SAMPLE_RATE, decode
 from pipelines.models import ModelConfig
-from pipelines.speech.asr import (GAP_S, _echoes, MAX_CLIP_S, PROMPT_MAX_CHARS, AsrConfig, Clip, Transcriber,
+from pipelines.speech.asr import (GAP_S, REDO_MIN_S, _echoes, MAX_CLIP_S, PROMPT_MAX_CHARS, AsrConfig, Clip, Transcriber,
                                   call_prompt, join_spelled, pack)
 from pipelines.transcript import Word
 
@@ -345,3 +345,27 @@ def test_a_window_that_copies_the_prompt_is_decoded_again_without_it(turns_as_cl
     hyp = [" ".join(w.w for w in ws) for ws in words]
     assert not any("customer service call" in h.lower() for h in hyp)
     assert _wer(texts, hyp) < 0.2
+
+
+@pytest.mark.slow
+def test_a_short_wordless_clip_is_not_decoded_again(turns_as_clips, model_dir):
+    """A breath or a burst of the other party's bleed gets no words in its window; decoding
+    it alone would only make Whisper invent a sentence, so it is left empty."""
+    clips, texts, speakers = turns_as_clips
+    rng = np.random.default_rng(0)
+    end = clips[-1].start + len(clips[-1].samples) / SAMPLE_RATE
+    breath = Clip((rng.standard_normal(int(0.6 * SAMPLE_RATE)) * 1e-3).astype(np.float32), end + 1.0)
+    assert len(breath.samples) / SAMPLE_RATE < REDO_MIN_S
+    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
+                               cpu_threads=2))
+    real = tr.pipeline.transcribe
+    calls = []
+
+    def counted(buffer, **kw):
+        calls.append(kw)
+        return real(buffer, **kw)
+
+    tr.pipeline.transcribe = counted
+    words, _ = tr.transcribe(clips + [breath], speakers + [speakers[-1]])
+    assert words[-1] == [] and all(words[:-1])
+    assert len(calls) == 1                      # no second pass for the short clip

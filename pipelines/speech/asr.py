@@ -49,6 +49,7 @@ COMPRESSION_RATIO_MAX = 2.4   # Whisper's own threshold for a repetition loop
 # a repetition loop are decoded again; v3: per-call prompt from the sidecar, spelled codes
 # written one way (join_spelled)
 METHOD = "packed-by-speaker-v3"
+REDO_MIN_S = 1.5         # a wordless clip shorter than this is not decoded again alone
 PROMPT_MAX_CHARS = 600   # Whisper keeps the last 223 prompt tokens; a prompt is a hint, not a document
 
 
@@ -155,8 +156,12 @@ class Transcriber:
         _place(segments, spans, placed)
         # Whisper can also end a window early (end-of-text after its first turns, more
         # often with a prompt): clips of a window that got no word at all are decoded
-        # again, each alone and without the prompt, and keep what that finds.
-        silent = [k for k, words in enumerate(placed) if not words]
+        # again, each alone and without the prompt, and keep what that finds.  Only clips
+        # of REDO_MIN_S or more: a short wordless clip is mostly a breath or the other
+        # party's bleed, and Whisper alone on it invents a sentence (pyannote's sample:
+        # "I don't know why I move." in 0.4 s of cross-talk).
+        silent = [k for k, words in enumerate(placed)
+                  if not words and spans[k][1] - spans[k][0] >= REDO_MIN_S]
         if silent:
             log.info("%d of %d clips got no words: decoded again alone", len(silent), len(spans))
             redo, _ = self._decode(buffer, [spans[k][:2] for k in silent], initial_prompt=None)
