@@ -99,6 +99,35 @@ def _wer(refs: list[str], hyps: list[str]) -> float:
     return jiwer.wer(NORM(" ".join(refs)), NORM(" ".join(hyps)))
 
 
+def _transcriber(model_dir: str) -> Transcriber:
+    return Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
+                                 cpu_threads=2))
+
+
+def _spied(model_dir: str, first_pass=None) -> tuple[Transcriber, list[dict]]:
+    """A real Transcriber whose decoder calls are recorded (their keyword arguments);
+    ``first_pass(segments, kw)``, when given, rewrites what the first call returns: the
+    fault a test injects."""
+    tr = _transcriber(model_dir)
+    real = tr.pipeline.transcribe
+    calls: list[dict] = []
+
+    def spy(buffer, **kw):
+        calls.append(kw)
+        segments, info = real(buffer, **kw)
+        segments = list(segments)
+        if first_pass is not None and len(calls) == 1:
+            segments = first_pass(segments, kw)
+        return segments, info
+
+    tr.pipeline.transcribe = spy
+    return tr, calls
+
+
+def _in_window(seg, w: dict) -> bool:
+    return w["start"] <= (seg.start + seg.end) / 2 < w["end"]
+
+
 @pytest.mark.slow
 def test_packed_windows_keep_every_word_in_its_own_turn(turns_as_clips, model_dir):
     clips, texts, speakers = turns_as_clips
@@ -146,27 +175,17 @@ def test_a_window_caught_in_a_repetition_loop_is_decoded_again(turns_as_clips, m
     from faster_whisper.transcribe import Segment, Word as FwWord
 
     clips, texts, speakers = turns_as_clips
-    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
-                               cpu_threads=2))
-    real = tr.pipeline.transcribe
-    calls = []
 
-    def faulty(buffer, **kw):
-        calls.append(kw)
-        segments, info = real(buffer, **kw)
-        segments = list(segments)
-        if len(calls) == 1:                       # first pass: window 1 loops
-            w = kw["clip_timestamps"][1]
-            loop = [FwWord(w["start"] + 0.3 * k, w["start"] + 0.3 * k + 0.2, " then,", 0.9)
-                    for k in range(40)]
-            segments = [s for s in segments if not (w["start"] <= (s.start + s.end) / 2 < w["end"])]
-            segments.append(Segment(id=99, seek=0, start=w["start"], end=w["end"],
-                                    text=" then," * 40, tokens=[], avg_logprob=-0.2,
-                                    compression_ratio=12.0, no_speech_prob=0.01,
-                                    words=loop, temperature=0.0))
-        return segments, info
+    def loops(segments, kw):                      # first pass: window 1 loops
+        w = kw["clip_timestamps"][1]
+        loop = [FwWord(w["start"] + 0.3 * k, w["start"] + 0.3 * k + 0.2, " then,", 0.9)
+                for k in range(40)]
+        return [s for s in segments if not _in_window(s, w)] + [
+            Segment(id=99, seek=0, start=w["start"], end=w["end"], text=" then," * 40,
+                    tokens=[], avg_logprob=-0.2, compression_ratio=12.0, no_speech_prob=0.01,
+                    words=loop, temperature=0.0)]
 
-    tr.pipeline.transcribe = faulty
+    tr, calls = _spied(model_dir, loops)
     words, _ = tr.transcribe(clips, speakers)
     assert len(calls) == 2
     assert "no_repeat_ngram_size" not in calls[0] and calls[1]["no_repeat_ngram_size"] == 3
@@ -242,8 +261,7 @@ def test_the_company_in_the_prompt_is_what_whisper_writes(turns_as_clips, model_
     truth = json.loads(CALL.with_suffix(".truth.json").read_text())
     brand = truth["company"].split()[0]                 # "Swiftpost"
     assert brand in texts[0]
-    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
-                               cpu_threads=2))
+    tr = _transcriber(model_dir)
     plain, _ = tr.transcribe(clips, speakers)
     told, _ = tr.transcribe(clips, speakers, prompt=call_prompt({"company": truth["company"]}))
     assert brand not in " ".join(w.w for w in plain[0])
@@ -259,24 +277,13 @@ def test_clips_a_window_ended_early_on_are_decoded_again_alone(turns_as_clips, m
     no words.  Those clips, and only those, are decoded again by the real model, each
     alone and without the prompt, and get their words back."""
     clips, texts, speakers = turns_as_clips
-    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
-                               cpu_threads=2))
-    real = tr.pipeline.transcribe
-    calls = []
 
-    def early_end(buffer, **kw):
-        calls.append(kw)
-        segments, info = real(buffer, **kw)
-        segments = list(segments)
-        if len(calls) == 1:                       # first pass: window 0 stops after 2 s
-            w = kw["clip_timestamps"][0]
-            segments = [dataclasses.replace(s, words=[x for x in s.words
-                                                      if x.end <= w["start"] + 2.0])
-                        if w["start"] <= (s.start + s.end) / 2 < w["end"] else s
-                        for s in segments]
-        return segments, info
+    def early_end(segments, kw):                  # first pass: window 0 stops after 2 s
+        w = kw["clip_timestamps"][0]
+        return [dataclasses.replace(s, words=[x for x in s.words if x.end <= w["start"] + 2.0])
+                if _in_window(s, w) else s for s in segments]
 
-    tr.pipeline.transcribe = early_end
+    tr, calls = _spied(model_dir, early_end)
     words, _ = tr.transcribe(clips, speakers, prompt="Swiftpost Parcels customer service call.")
     # the window-0 clips that lost their words were decoded again alone, without prompt
     redo = [c for c in calls[1:] if c.get("initial_prompt") is None]
@@ -317,27 +324,16 @@ def test_a_window_that_copies_the_prompt_is_decoded_again_without_it(turns_as_cl
 
     clips, texts, speakers = turns_as_clips
     prompt = "Swiftpost Parcels customer service call."
-    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
-                               cpu_threads=2))
-    real = tr.pipeline.transcribe
-    calls = []
 
-    def copies(buffer, **kw):
-        calls.append(kw)
-        segments, info = real(buffer, **kw)
-        segments = list(segments)
-        if len(calls) == 1:
-            w = kw["clip_timestamps"][0]
-            said = [FwWord(w["start"] + 0.4 * k, w["start"] + 0.4 * k + 0.3, " " + t, 0.9)
-                    for k, t in enumerate(prompt.split())]
-            segments = [s for s in segments if not (w["start"] <= (s.start + s.end) / 2 < w["end"])]
-            segments.insert(0, Segment(id=98, seek=0, start=w["start"], end=w["end"],
-                                       text=" " + prompt, tokens=[], avg_logprob=-0.1,
-                                       compression_ratio=1.0, no_speech_prob=0.01,
-                                       words=said, temperature=0.0))
-        return segments, info
+    def copies(segments, kw):                     # first pass: window 0 is the prompt
+        w = kw["clip_timestamps"][0]
+        said = [FwWord(w["start"] + 0.4 * k, w["start"] + 0.4 * k + 0.3, " " + t, 0.9)
+                for k, t in enumerate(prompt.split())]
+        return [Segment(id=98, seek=0, start=w["start"], end=w["end"], text=" " + prompt,
+                        tokens=[], avg_logprob=-0.1, compression_ratio=1.0, no_speech_prob=0.01,
+                        words=said, temperature=0.0)] + [s for s in segments if not _in_window(s, w)]
 
-    tr.pipeline.transcribe = copies
+    tr, calls = _spied(model_dir, copies)
     words, _ = tr.transcribe(clips, speakers, prompt=prompt)
     assert calls[0]["initial_prompt"] == prompt
     assert calls[1]["initial_prompt"] is None
@@ -356,16 +352,7 @@ def test_a_short_wordless_clip_is_not_decoded_again(turns_as_clips, model_dir):
     end = clips[-1].start + len(clips[-1].samples) / SAMPLE_RATE
     breath = Clip((rng.standard_normal(int(0.6 * SAMPLE_RATE)) * 1e-3).astype(np.float32), end + 1.0)
     assert len(breath.samples) / SAMPLE_RATE < REDO_MIN_S
-    tr = Transcriber(AsrConfig(model_dir=model_dir, device="cpu", compute_type="int8",
-                               cpu_threads=2))
-    real = tr.pipeline.transcribe
-    calls = []
-
-    def counted(buffer, **kw):
-        calls.append(kw)
-        return real(buffer, **kw)
-
-    tr.pipeline.transcribe = counted
+    tr, calls = _spied(model_dir)
     words, _ = tr.transcribe(clips + [breath], speakers + [speakers[-1]])
     assert words[-1] == [] and all(words[:-1])
     assert len(calls) == 1                      # no second pass for the short clip
