@@ -2,6 +2,7 @@
 
     callcoach score --input URI --output URI [options]   transcribe + score new or changed calls
     callcoach rescore --output URI [--ruleset FILE]      re-score stored transcripts (CPU, no ASR)
+    callcoach score-transcripts --input URI --output URI score transcripts you already have
 
 Exit codes: 0 every call scored; 3 the run finished but some calls failed (see
 OUTPUT/tables/failures/); 1 fatal error (nothing or not everything could run); 2 usage.
@@ -63,6 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="json: one JSON object per log line, progress included")
+
+    t = sub.add_parser("score-transcripts",
+                       help="score existing transcripts (no audio): callcoach transcript JSON, Amazon "
+                            "Transcribe / Call Analytics JSON, or JSONL/CSV of turns")
+    t.add_argument("--input", required=True,
+                   help="folder or s3:// prefix with *.json / *.jsonl / *.csv transcripts "
+                        "(optional NAME.meta.json sidecar: agent_id, team, started_at, agent_channel)")
+    t.add_argument("--output", required=True, help="folder or s3:// prefix for results")
+    t.add_argument("--ruleset", default=None, help="rule-set YAML (default: the built-in rules)")
+    t.add_argument("--categories", default=None, help="issue-categories YAML")
+    t.add_argument("--as-of", default=None, help="'now' for commitments, ISO 8601")
+    t.add_argument("--limit", type=int, default=None, help="score at most N transcripts")
+    t.add_argument("--since", default=None, help="only inputs modified at or after this ISO date/time")
+    t.add_argument("--prefix", default="", help="only inputs under this sub-folder of --input")
+    t.add_argument("--force", action="store_true", help="re-import and re-score every selected file")
+    t.add_argument("--ray-address", default=None)
+    _pii_options(t)
+    _sse_options(t)
+    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--log-format", choices=["text", "json"], default="text")
 
     r = sub.add_parser("rescore", help="re-score every stored transcript with a rule set "
                                        "(CPU only: no audio is read, nothing is transcribed)")
@@ -134,6 +155,11 @@ def _config(args):
         return RunConfig(input="", output=args.output, ruleset=args.ruleset,
                          categories=args.categories, as_of=args.as_of,
                          ray_address=args.ray_address, pii=pii, sse=_sse(args))
+    if args.command == "score-transcripts":
+        return RunConfig(input=args.input, output=args.output, ruleset=args.ruleset,
+                         categories=args.categories, as_of=args.as_of, limit=args.limit,
+                         since=_since(args.since), prefix=args.prefix, ray_address=args.ray_address,
+                         pii=pii, sse=_sse(args), input_kind="transcripts")
 
     models = ModelConfig(root=args.models or default_model_root(), asr=args.asr_model,
                          diarization=args.diarization_model, alignment=args.alignment_model)

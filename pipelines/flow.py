@@ -70,6 +70,8 @@ class RunConfig:
                                              # (S3 PutObject args), None: the bucket default
     max_call_memory_mb: float = 2048.0       # per-call budget for decoded audio (float32 PCM)
     max_task_retries: int = 3                # retries of a call whose worker died under it
+    input_kind: str = "audio"                # "audio": recordings; "transcripts": existing
+                                             # transcripts (callcoach score-transcripts)
 
 
 # -- naming ------------------------------------------------------------------------------
@@ -125,6 +127,64 @@ def list_calls(store: Store, limit: int | None = None, since: float | None = Non
 
 def sidecar_key(audio_key: str) -> str:
     return audio_key.rsplit(".", 1)[0] + ".json"
+
+
+# -- transcripts in (callcoach score-transcripts) -----------------------------------------
+# An imported transcript's "speech fingerprint": nothing of ours made it; a change of the
+# input file (etag) is what makes it new.
+IMPORT_FINGERPRINT = "imported-v1"
+TRANSCRIPT_SIDECAR = ".meta.json"      # NAME.meta.json beside NAME.json/.jsonl/.csv
+
+
+def transcript_sidecar_key(key: str) -> str:
+    return key.rsplit(".", 1)[0] + TRANSCRIPT_SIDECAR
+
+
+def list_transcript_files(store: Store, limit: int | None = None, since: float | None = None,
+                          prefix: str = "") -> list[dict]:
+    from .importers import transcript_suffixes
+
+    objects = [o for o in store.list(prefix, transcript_suffixes())
+               if not o.key.endswith(TRANSCRIPT_SIDECAR)]
+    ids = call_ids([o.key for o in objects])
+    rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag}
+            for o in objects if since is None or (o.modified or 0) >= since]
+    rows.sort(key=lambda r: r["call_id"])
+    return rows[:limit] if limit else rows
+
+
+class ImportTranscript:
+    """Read one existing transcript file (+ its NAME.meta.json sidecar) into the row, as
+    the transcript the speech stage would have made; Score reads with it."""
+
+    def __init__(self, input_uri: str | Store):
+        self.store = _as_store(input_uri)
+
+    def __call__(self, row: dict) -> dict:
+        from .importers import TranscriptImportError, parse_transcript
+
+        key = row["key"]
+        metadata: dict = {}
+        try:
+            side = transcript_sidecar_key(key)
+            if self.store.exists(side):
+                try:
+                    metadata = json.loads(self.store.read(side))
+                    if not isinstance(metadata, dict):
+                        raise ValueError("not a JSON object")
+                except ValueError as exc:
+                    # the transcript is fine: score it, and say why its metadata is missing
+                    metadata = {"metadata_warning": f"sidecar {side} ignored: not valid JSON ({exc})"[:300]}
+            data = self.store.read(key)
+            tr = parse_transcript(key.rsplit("/", 1)[-1], data, call_id=row["call_id"], metadata=metadata)
+        except TranscriptImportError as exc:
+            return _failed(row, "import", str(exc))
+        except Exception as exc:
+            return _failed(row, "read", f"{type(exc).__name__}: {exc}")
+        tr = dataclasses.replace(tr, audio=dict(tr.audio, source_key=key, etag=row["etag"],
+                                                size=row["size"]))
+        return _ok(row, transcript=tr.to_json().decode("utf-8"), metadata=json.dumps(metadata),
+                   duration_s=float(tr.duration_s))
 
 
 def output_store(config: RunConfig) -> Store:
@@ -388,9 +448,14 @@ class Score:
     A batch that raises is scored again call by call, so one bad transcript fails alone."""
 
     def __init__(self, output_uri: str, ruleset_path: str | None, speech_fingerprint: str,
-                 run_id: str, pii: PiiConfig | None = None, categories_path: str | None = None):
+                 run_id: str, pii: PiiConfig | None = None, categories_path: str | None = None,
+                 input_uri: str | None = None):
         self.store = _as_store(output_uri)
-        self.ruleset, self.categories = load_rules(ruleset_path, categories_path)
+        self.importer = ImportTranscript(input_uri) if input_uri else None
+        from .coaching.engine import Engine
+
+        self.engine = Engine.load(ruleset_path, categories_path)
+        self.ruleset, self.categories = self.engine.ruleset, self.engine.categories
         self.fingerprint = speech_fingerprint
         self.run_id = run_id
         self.pii = pii or PiiConfig()
@@ -408,8 +473,6 @@ class Score:
 
     def score_rows(self, rows: list[dict]) -> list[dict]:
         from .coaching.features import features_batch
-        from .coaching.score import score_batch
-        from .insights.detect import insights_batch
         from .transcript import Transcript
 
         rows = self._read_stored(rows)
@@ -445,19 +508,13 @@ class Score:
                 changed[i] = True
         todo = [i for i in todo if out[i] is None]
 
-        reports = _batch_or_each(lambda items: score_batch(items, self.ruleset),
-                                 [(transcripts[i], None) for i in todo])
-        for i, rep in zip(todo, reports):
-            if isinstance(rep, Exception):
-                out[i] = self._fail(rows[i], rep)
-        scored = [(i, rep) for i, rep in zip(todo, reports) if not isinstance(rep, Exception)]
-        insights = _batch_or_each(
-            lambda items: insights_batch(items, self.categories, self.ruleset),
-            [(transcripts[i], rep) for i, rep in scored])
-        for (i, report), ins in zip(scored, insights):
-            if isinstance(ins, Exception):
-                out[i] = self._fail(rows[i], ins)
+        # one engine pass per batch: acts detected once, for the report and the insights
+        scored = _batch_or_each(self.engine.score, [(transcripts[i], None) for i in todo])
+        for i, res in zip(todo, scored):
+            if isinstance(res, Exception):
+                out[i] = self._fail(rows[i], res)
                 continue
+            report, ins = res
             try:
                 out[i] = self._write(rows[i], transcripts[i], changed[i], report, ins, pii_counts[i])
             except Exception as exc:
@@ -468,11 +525,14 @@ class Score:
         """Rescore rows come without their transcript: read them here, a few at a time
         in threads (object-store latency), rather than in a stage of actors of their own
         (two more processes to start and feed for milliseconds of work per call)."""
+        rows = list(rows)
+        for i, r in enumerate(rows):
+            if r["path"] == "import" and r["status"] == "ok" and not r["transcript"]:
+                rows[i] = self.importer(r)
         todo = [i for i, r in enumerate(rows)
                 if r["path"] == "rescore" and r["status"] == "ok" and not r["transcript"]]
         if not todo:
             return rows
-        rows = list(rows)
         if len(todo) == 1 or isinstance(self.store, LocalStore):
             read = map(self.reader, [rows[i] for i in todo])
         else:
@@ -512,7 +572,8 @@ class Score:
             asr_model=str(transcript.models.get("asr", "")),
             diarization_model=str(transcript.models.get("diarization", "")),
             ruleset_version=report["ruleset_version"],
-            categories_version=self.categories.version, status="scored", run_id=self.run_id)
+            categories_version=self.categories.version, acts_model=self.engine.act_model.version,
+            status="scored", run_id=self.run_id)
         ledger_mod.record(self.store, entry, table_row, irow)
         return _ok(row, transcript="", duration_s=float(transcript.duration_s),
                    table_row=json.dumps(table_row, default=str),
@@ -529,7 +590,7 @@ class Score:
 
     def _fingerprint_of(self, row: dict) -> str:
         """A fresh transcript has this run's fingerprint; a re-scored one keeps its own."""
-        if row["path"] == "transcribe":
+        if row["path"] in ("transcribe", "import"):
             return self.fingerprint
         return str(json.loads(row["entry"] or "{}").get("speech_fingerprint", ""))
 
@@ -590,6 +651,7 @@ class RunSummary:
     calls: int = 0            # inputs considered
     transcribed: int = 0      # calls that went through ASR this run
     rescored: int = 0         # calls re-scored from their stored transcript
+    imported: int = 0         # existing transcripts read in (score-transcripts)
     unchanged: int = 0        # calls skipped: same audio, models and rules
     scored: int = 0           # calls with a fresh report this run
     failed: int = 0
@@ -608,7 +670,7 @@ class RunSummary:
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "calls": self.calls, "transcribed": self.transcribed,
-                "rescored": self.rescored, "unchanged": self.unchanged, "scored": self.scored,
+                "imported": self.imported, "rescored": self.rescored, "unchanged": self.unchanged, "scored": self.scored,
                 "failed": self.failed, "audio_hours": round(self.audio_s / 3600, 4),
                 "wall_s": round(self.wall_s, 1), "real_time_factor": round(self.rtf, 4),
                 "asr_s": round(self.asr_s, 1), "diarize_s": round(self.diarize_s, 1),
@@ -687,11 +749,12 @@ class Plan:
 
 # A failure at these stages depends on the input bytes alone: retrying the same bytes
 # gives the same verdict, so an unchanged bad file is not re-read every night.
-DETERMINISTIC_FAILURES = ("decode", "sidecar", "key")
+DETERMINISTIC_FAILURES = ("decode", "sidecar", "key", "import")
 
 
 def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_version: str,
-         force: bool = False, categories_version: str | None = None) -> Plan:
+         force: bool = False, categories_version: str | None = None,
+         acts_model: str | None = None) -> Plan:
     p = Plan([], [], [])
     for c in calls:
         e = ledger.get(c["call_id"])
@@ -701,7 +764,8 @@ def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_
         elif force or not same or e.status != "scored" or e.speech_fingerprint != fingerprint:
             p.transcribe.append(c)
         elif e.ruleset_version != ruleset_version or (
-                categories_version is not None and e.categories_version != categories_version):
+                categories_version is not None and e.categories_version != categories_version) or (
+                acts_model is not None and e.acts_model != acts_model):
             p.rescore.append(dict(c, entry=json.dumps(dataclasses.asdict(e))))
         else:
             p.unchanged.append(c)
@@ -733,7 +797,13 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
     # Fixed-size CPU pools (not autoscaled): the same workers, so the same memory,
     # whether the run holds 100 calls or a million (scripts/bench/memory.py)
     parts = []
-    if transcribe:
+    if transcribe and config.input_kind == "transcripts":
+        # existing transcripts: Score imports each file itself (ImportTranscript), like a
+        # rescore reads a stored transcript; no audio, no speech actors
+        blocks = len(transcribe) if isolate else min(2000, -(-len(transcribe) // SCORE_BATCH))
+        parts.append(ray.data.from_items([_row(c, path="import") for c in transcribe],
+                                         override_num_blocks=blocks))
+    elif transcribe:
         # one call per block: speech is seconds per call, so blocks need no batching
         ds = ray.data.from_items(transcribe, override_num_blocks=min(len(transcribe), 1000))
         ds = ds.map(ReadDecode, fn_constructor_args=(config.input, config.max_duration_s,
@@ -754,7 +824,8 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     ds = ds.map_batches(Score, batch_size=1 if isolate else SCORE_BATCH, batch_format="pyarrow",
                         fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id,
-                                             config.pii, config.categories),
+                                             config.pii, config.categories,
+                                             config.input if config.input_kind == "transcripts" else None),
                         compute=pool(size=2), num_cpus=0.5, **retry)
     yield from ds.iter_rows()
 
@@ -878,8 +949,11 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
     started = time.perf_counter()
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
     out_store = output_store(config)
-    fingerprint = speech_fingerprint(config.speech)
+    importing = config.input_kind == "transcripts"
+    fingerprint = IMPORT_FINGERPRINT if importing else speech_fingerprint(config.speech)
     ruleset_version, categories_version = _versions(config)
+    from .coaching.acts import load_act_model
+    acts_version = load_act_model().version      # fails fast on a missing or corrupt model
     preflight(config, out_store, rescore_only)
     if hasattr(out_store, "remove_temp_files"):   # local: temp files of killed writes
         out_store.remove_temp_files()
@@ -891,14 +965,16 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
         for c in calls:
             e = ledger.get(c["call_id"])
             if force or e is None or e.ruleset_version != ruleset_version \
-                    or e.categories_version != categories_version:
+                    or e.categories_version != categories_version or e.acts_model != acts_version:
                 the_plan.rescore.append(c)
             else:
                 the_plan.unchanged.append(c)
     else:
-        calls = list_calls(open_store(config.input), config.limit, config.since, config.prefix)
+        lister = list_transcript_files if importing else list_calls
+        calls = lister(open_store(config.input), config.limit, config.since, config.prefix)
         calls = _disambiguate(calls, ledger)
-        the_plan = plan(calls, ledger, fingerprint, ruleset_version, force, categories_version)
+        the_plan = plan(calls, ledger, fingerprint, ruleset_version, force, categories_version,
+                        acts_version)
 
     summary = RunSummary(run_id=run_id, calls=len(calls), unchanged=len(the_plan.unchanged),
                          ruleset_version=ruleset_version, pii_config=config.pii.describe())
@@ -915,7 +991,9 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
                 timings = json.loads(out["timings"])
                 for kind, n in json.loads(out["pii"] or "{}").items():
                     summary.pii_redacted[kind] = summary.pii_redacted.get(kind, 0) + n
-                if out["path"] == "transcribe":
+                if out["path"] == "import":
+                    summary.imported += 1
+                elif out["path"] == "transcribe":
                     summary.transcribed += 1
                     summary.audio_s += float(out["duration_s"])
                     summary.asr_s += timings.get("asr_s", 0.0)

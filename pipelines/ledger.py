@@ -40,6 +40,7 @@ class Entry:
     diarization_model: str = ""
     ruleset_version: str = ""
     categories_version: str = ""
+    acts_model: str = ""          # version of the act model whose acts scored it
     status: str = "scored"
     stage: str = ""
     reason: str = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.coaching.features import ACTS, get_encoder, normalise, split_sentences
+from pipelines.coaching.features import context_turns, get_encoder, normalise, split_sentences
 
 
 @pytest.mark.parametrize("text,want", [
@@ -36,4 +36,9 @@ def test_encoder_semantics():
     assert e.shape == (3, 384)
     assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.2
-    assert "neutral" in ACTS and "acknowledge" in ACTS
+
+
+def test_context_is_the_other_speakers_latest_earlier_turn():
+    #            0        1           2        3        4           5
+    speakers = ["agent", "customer", "customer", "agent", "agent", "customer"]
+    assert context_turns(speakers) == [-1, 0, 0, 2, 2, 4]

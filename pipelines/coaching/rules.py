@@ -1,7 +1,7 @@
 """Versioned rule sets: YAML under ``pipelines/rules/``, validated fail-fast.
 
-A rule set names the acts to detect (regex over normalised text, similarity to the fixed
-act bank, echo, composition), the concerns, the call types with their expected talk
+A rule set names the acts to detect (the act model's probability for an act, regexes over
+normalised text for what is exact, echo, composition), the concerns, the call types with their expected talk
 ratio, checks and risks, the call-type classifier, tone thresholds, the sequence steps and
 the coaching text.  ``RuleSet.version`` is ``"<human version>-<first 8 hex of the sha256 of the
 file's bytes>"``: every report names the exact rules that scored it.
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .features import ACTS as BANK_ACTS
+from .acts import ACT_SPEAKER, ACTS as MODEL_ACTS
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 DEFAULT_RULES = RULES_DIR / "default.yaml"
@@ -31,7 +31,9 @@ AREAS = ("control", "ownership", "empathy", "commitment", "listening", "clarity"
 SEQUENCE_STEPS = ("acknowledge", "understand", "own", "act", "follow_up")
 BUILTIN_ANCHORS = ("@last_agent", "@first_customer", "@longest_agent", "@longest_customer")
 
-_LEAF_KEYS = {"re", "sem", "echo", "act", "turn_has", "question"}
+_LEAF_KEYS = {"re", "model", "echo", "act", "turn_has", "question"}
+_TOP_KEYS = {"ruleset", "version", "description", "macros", "acts", "concerns", "concern_answers",
+             "call_types", "classify", "tone", "sequence", "checks", "risks", "coaching"}
 _COND_KEYS = {"has", "not", "all", "any", "before", "unanswered_concern"}
 _FORBIDDEN_RE = re.compile(r"\(\?<?[=!]|\\[1-9]")   # look-around / back-references
 _MACRO_RE = re.compile(r"<<([A-Z_][A-Z0-9_]*)>>")
@@ -110,22 +112,14 @@ class RuleSet:
         return f"{self.human_version}-{self.sha256[:8]}"   # path-safe: names reports/<version>/
 
     @property
-    def frame_sem_acts(self) -> tuple[str, ...]:
-        """Similarity columns the detector loads: every bank act when a leaf compares with
-        the best act (margin), else only those the rules read."""
-        if "'margin'" in repr([a.when for a in self.acts.values()]):
-            return tuple(BANK_ACTS)
-        return self.sem_acts
-
-    @property
-    def sem_acts(self) -> tuple[str, ...]:
-        """Bank acts the rules read (only these similarity columns are loaded)."""
+    def model_acts(self) -> tuple[str, ...]:
+        """Act-model probabilities the rules read (only these columns are loaded)."""
         found: set[str] = set()
 
         def walk(node):
             if isinstance(node, dict):
-                if "sem" in node:
-                    found.add(node["sem"])
+                if "model" in node:
+                    found.add(node["model"])
                 for v in node.values():
                     walk(v)
             elif isinstance(node, list):
@@ -188,10 +182,12 @@ def _leaf(node: Any, macros, path, rule: str, fld: str) -> Any:
         if len(keys) != 1:
             raise RuleSetError(path, rule, fld, "'not' must stand alone")
         return {"not": _leaf(node["not"], macros, path, rule, f"{fld}.not")}
-    unknown = keys - _LEAF_KEYS - {"min", "margin"}
+    unknown = keys - _LEAF_KEYS - {"min"}
     if unknown:
+        hint = (" ('sem' leaves of the act bank were replaced by 'model' leaves of the act "
+                "model: {model: ACT, min: 0..1})" if unknown & {"sem", "margin"} else "")
         raise RuleSetError(path, rule, fld, f"unknown key(s) {sorted(unknown)}; expected one of "
-                           f"{sorted(_LEAF_KEYS | {'all', 'any', 'not'})}")
+                           f"{sorted(_LEAF_KEYS | {'all', 'any', 'not'})}{hint}")
     kinds = keys & _LEAF_KEYS
     if len(kinds) != 1:
         raise RuleSetError(path, rule, fld, f"a condition has exactly one of {sorted(_LEAF_KEYS)}")
@@ -199,21 +195,15 @@ def _leaf(node: Any, macros, path, rule: str, fld: str) -> Any:
     v = node[k]
     if k == "re":
         return {"re": _check_regex(_expand(str(v), macros, path, rule, f"{fld}.re"), path, rule, f"{fld}.re")}
-    if k == "sem":
-        if v not in BANK_ACTS:
-            raise RuleSetError(path, rule, f"{fld}.sem", f"unknown bank act {v!r}; the bank has {list(BANK_ACTS)}")
+    if k == "model":
+        if v not in MODEL_ACTS:
+            raise RuleSetError(path, rule, f"{fld}.model", f"unknown act {v!r}; the act model has {list(MODEL_ACTS)}")
         m = node.get("min")
-        if not isinstance(m, (int, float)) or isinstance(m, bool) or not (-1000 <= m <= 1000):
-            raise RuleSetError(path, rule, f"{fld}.min", "expected a number in -1000..1000 (cosine x 1000)")
-        mg = node.get("margin", macros.get("__sem_margin__"))
-        if mg is not None and (not isinstance(mg, (int, float)) or isinstance(mg, bool) or not 0 <= mg <= 2000):
-            raise RuleSetError(path, rule, f"{fld}.margin", "expected a number in 0..2000 (cosine x 1000)")
-        out = {"sem": v, "min": int(m)}
-        if mg is not None:
-            out["margin"] = int(mg)
-        return out
-    if "min" in keys or "margin" in keys:
-        raise RuleSetError(path, rule, f"{fld}.min", "'min'/'margin' only go with 'sem'")
+        if not isinstance(m, (int, float)) or isinstance(m, bool) or not (0 < m <= 1):
+            raise RuleSetError(path, rule, f"{fld}.min", "expected a probability in (0, 1]")
+        return {"model": v, "min": float(m)}
+    if "min" in keys:
+        raise RuleSetError(path, rule, f"{fld}.min", "'min' only goes with 'model'")
     if k == "echo":
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0 <= v <= 1000):
             raise RuleSetError(path, rule, f"{fld}.echo", "expected a number in 0..1000")
@@ -227,6 +217,19 @@ def _leaf(node: Any, macros, path, rule: str, fld: str) -> Any:
             raise RuleSetError(path, rule, f"{fld}.question", "expected true/false")
         return {"question": v}
     raise AssertionError(k)
+
+
+def _model_refs(node) -> set[str]:
+    out: set[str] = set()
+    if isinstance(node, dict):
+        if "model" in node:
+            out.add(node["model"])
+        for v in node.values():
+            out |= _model_refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            out |= _model_refs(v)
+    return out
 
 
 def _act_refs(node) -> set[str]:
@@ -321,16 +324,11 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
     macros = raw.get("macros") or {}
     if not isinstance(macros, dict) or not all(isinstance(v, str) for v in macros.values()):
         raise RuleSetError(path, "macros", "macros", "expected a mapping NAME: regex")
-    defaults = raw.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        raise RuleSetError(path, "defaults", "defaults", "expected a mapping")
     macros = dict(macros)
-    if "sem_margin" in defaults:
-        mg = defaults["sem_margin"]
-        if not isinstance(mg, (int, float)) or isinstance(mg, bool) or not 0 <= mg <= 2000:
-            raise RuleSetError(path, "defaults", "sem_margin", "expected a number in 0..2000")
-        macros["__sem_margin__"] = mg   # carried to every sem leaf without its own margin
-
+    unknown_top = set(raw) - _TOP_KEYS
+    if unknown_top:
+        raise RuleSetError(path, "<file>", sorted(unknown_top)[0],
+                           f"unknown top-level field; expected only {sorted(_TOP_KEYS)}")
     # acts ---------------------------------------------------------------------------
     acts_raw = _req(raw, "acts", path, "<file>", dict)
     acts: dict[str, Act] = {}
@@ -345,6 +343,10 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
         extra = set(ad) - {"speaker", "when"}
         if extra:
             raise RuleSetError(path, rule, sorted(extra)[0], "unknown field")
+        for m in _model_refs(when):
+            if sp != "any" and ACT_SPEAKER[m] != sp:
+                raise RuleSetError(path, rule, "when", f"model act {m!r} is said by the "
+                                   f"{ACT_SPEAKER[m]}, but this act's speaker is {sp!r}")
         acts[an] = Act(an, sp, when)
 
     # concerns become two acts each: concern.X (customer), answer.X (agent)
@@ -462,20 +464,19 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
             raise RuleSetError(path, f"risks.{rn}", "when", "unanswered_concern needs a 'concerns' section")
 
     # classifier ---------------------------------------------------------------------
+    # The call type comes from the act model's call head; the rule set says how sure it
+    # must be before a call leaves the default type, standard.
     cl = _req(raw, "classify", path, "<file>", dict)
-    for ctn in ("escalation", "handoff"):
-        rule = f"classify.{ctn}"
-        d = _req(cl, ctn, path, "classify", dict)
-        sig = _req(d, "signals", path, rule, dict)
-        for s, w in sig.items():
-            if s not in acts:
-                raise RuleSetError(path, rule, "signals", f"unknown act {s!r}")
-            if not isinstance(w, (int, float)):
-                raise RuleSetError(path, rule, f"signals.{s}", "expected a number")
-        if not isinstance(_req(d, "min_score", path, rule), (int, float)):
-            raise RuleSetError(path, rule, "min_score", "expected a number")
-    if not isinstance(cl.get("confidence_slope", 1.0), (int, float)):
-        raise RuleSetError(path, "classify", "confidence_slope", "expected a number")
+    extra = set(cl) - {"min_confidence"}
+    if extra:
+        raise RuleSetError(path, "classify", sorted(extra)[0], "unknown field; expected min_confidence")
+    mc = _req(cl, "min_confidence", path, "classify", dict)
+    if set(mc) != {"escalation", "handoff"}:
+        raise RuleSetError(path, "classify", "min_confidence",
+                           f"expected escalation and handoff, got {sorted(mc)}")
+    for ctn, v in mc.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1:
+            raise RuleSetError(path, "classify", f"min_confidence.{ctn}", "expected a probability in (0, 1)")
 
     # tone ---------------------------------------------------------------------------
     tone = _req(raw, "tone", path, "<file>", dict)

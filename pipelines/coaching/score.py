@@ -9,11 +9,16 @@ transcript and FEATURES_VERSION, otherwise they are computed (model in numpy, se
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import polars as pl
 
 from ..report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
 from ..transcript import Transcript
 from . import detectors
+from .acts import CALL_EVIDENCE_ACTS, ActModel, call_evidence, load_act_model
 from .features import FEATURES_VERSION, features_batch, features_valid
 from .rules import RuleSet, default_ruleset
 
@@ -134,20 +139,27 @@ def interruptions(tr: Transcript, min_overlap_s: float,
     return out["agent"], out["customer"]
 
 
-def _classify(hits: Mapping[str, list[int]], rs: RuleSet) -> tuple[str, float, dict[str, float]]:
-    cl = rs.classify
-    k = float(cl.get("confidence_slope", 1.0))
-    scores: dict[str, float] = {}
-    for ct in ("escalation", "handoff"):
-        scores[ct] = round(sum(w * len(hits.get(a) or ()) for a, w in cl[ct]["signals"].items()), 3)
-    em, hm = float(cl["escalation"]["min_score"]), float(cl["handoff"]["min_score"])
-    p_esc = _sigmoid(k * (scores["escalation"] - em + 0.5))
-    p_hand = _sigmoid(k * (scores["handoff"] - hm + 0.5))
-    if scores["escalation"] >= em:
-        return "escalation", round(p_esc, 3), scores
-    if scores["handoff"] >= hm:
-        return "handoff", round(p_hand * (1 - p_esc), 3), scores
-    return "standard", round((1 - p_esc) * (1 - p_hand), 3), scores
+def call_type_probs(feats: Sequence[Mapping], model: ActModel | None = None) -> np.ndarray:
+    """[n_calls, 3] P(escalation, handoff, standard) from the act model's call head."""
+    model = model or load_act_model()
+    if not feats:
+        return np.zeros((0, 3), np.float32)
+    ev = np.stack([call_evidence({a: np.asarray(f["prob"].get(a, ()), np.float32) / 1000.0
+                                  for a in CALL_EVIDENCE_ACTS}, f["n"]) for f in feats])
+    return model.call_type_probs(ev)
+
+
+def _classify(p: np.ndarray, rs: RuleSet) -> tuple[str, float, dict[str, float]]:
+    """The call's type: escalation or handoff when the call head is sure enough (the rule
+    set's min_confidence), else the default, standard."""
+    mc = rs.classify["min_confidence"]
+    pe, ph, ps = (float(x) for x in p)
+    scores = {"escalation": round(pe, 3), "handoff": round(ph, 3), "standard": round(ps, 3)}
+    if pe >= mc["escalation"] and pe >= ph:
+        return "escalation", round(pe, 3), scores
+    if ph >= mc["handoff"]:
+        return "handoff", round(ph, 3), scores
+    return "standard", round(1.0 - max(pe, ph), 3), scores
 
 
 def _level(count: float, medium: float, high: float, names=("low", "medium", "high")) -> str:
@@ -197,10 +209,10 @@ def _compiled(rs: RuleSet) -> dict[str, Any]:
 
 
 def _report(tr: Transcript, f: Mapping, speakers: list[str], hits: dict[str, list[int]],
-            rs: RuleSet) -> dict[str, Any]:
+            rs: RuleSet, type_p: np.ndarray) -> dict[str, Any]:
     call = _Call(tr, f, speakers, hits)
     comp = _compiled(rs)
-    call_type, conf, type_scores = _classify(hits, rs)
+    call_type, conf, type_scores = _classify(type_p, rs)
     spec = rs.call_types[call_type]
     talk = _talk_ratio(tr, spec.talk_ratio)
     ti = rs.tone["interruptions"]
@@ -293,7 +305,8 @@ def _report(tr: Transcript, f: Mapping, speakers: list[str], hits: dict[str, lis
         "features_version": FEATURES_VERSION,
         "models": {"asr": str(models.get("asr", "unknown")),
                    "diarization": str(models.get("diarization", "unknown")),
-                   **{k: str(v) for k, v in models.items() if k not in ("asr", "diarization")}},
+                   **{k: str(v) for k, v in models.items() if k not in ("asr", "diarization")},
+                   "acts": str(f.get("acts_model", "unknown"))},
         "agent_id": md.get("agent_id"),
         "team": md.get("team"),
         "started_at": md.get("started_at"),
@@ -314,9 +327,20 @@ def _report(tr: Transcript, f: Mapping, speakers: list[str], hits: dict[str, lis
     return rep
 
 
-def score_batch(items: Iterable[tuple[Any, Mapping | None]], ruleset: RuleSet | None = None) -> list[dict[str, Any]]:
-    """Score many calls at once.  ``items``: (Transcript or its dict, features or None).
-    Features that are absent or stale are computed (one batched model pass)."""
+@dataclass
+class Detected:
+    """Acts of a batch of calls, detected once: what the report and the insights read."""
+    transcripts: list[Transcript]
+    features: list[Mapping]
+    speakers: list[list[str]]
+    batch: detectors.Batch           # sentence frame, with one boolean column per act
+    hits: list[dict[str, list[int]]]
+    type_p: np.ndarray               # [n_calls, 3] P(escalation, handoff, standard)
+
+
+def detect(items: Iterable[tuple[Any, Mapping | None]], ruleset: RuleSet | None = None) -> Detected:
+    """Features (stored, or computed in one batched model pass when absent or stale),
+    every act of the rule set on every sentence, and the call head's type probabilities."""
     rs = ruleset or default_ruleset()
     trs: list[Transcript] = []
     feats: list[Mapping | None] = []
@@ -329,14 +353,27 @@ def score_batch(items: Iterable[tuple[Any, Mapping | None]], ruleset: RuleSet | 
         fresh = features_batch([trs[i] for i in missing])
         for i, f in zip(missing, fresh):
             feats[i] = f
-    speakers = []
-    for tr, f in zip(trs, feats):
-        turns = tr.turns
-        speakers.append([turns[i].speaker for i in f["turn"]])
+    speakers = [[tr.turns[i].speaker for i in f["turn"]] for tr, f in zip(trs, feats)]
     batch = detectors.build_frame(feats, speakers, rs)
     names, mat = detectors.detect_acts(batch, rs)
+    if batch.frame.height:
+        batch = detectors.Batch(batch.offsets, batch.frame.with_columns(
+            [pl.Series(f"act:{n}", mat[:, j]) for j, n in enumerate(names)]))
     per_call = detectors.hits_per_call(names, mat, batch.offsets)
-    return [_report(tr, f, sp, h, rs) for tr, f, sp, h in zip(trs, feats, speakers, per_call)]
+    return Detected(trs, feats, speakers, batch, per_call, call_type_probs(feats))
+
+
+def reports(d: Detected, ruleset: RuleSet | None = None) -> list[dict[str, Any]]:
+    rs = ruleset or default_ruleset()
+    return [_report(tr, f, sp, h, rs, p)
+            for tr, f, sp, h, p in zip(d.transcripts, d.features, d.speakers, d.hits, d.type_p)]
+
+
+def score_batch(items: Iterable[tuple[Any, Mapping | None]], ruleset: RuleSet | None = None) -> list[dict[str, Any]]:
+    """Score many calls at once.  ``items``: (Transcript or its dict, features or None).
+    Features that are absent or stale are computed (one batched model pass)."""
+    rs = ruleset or default_ruleset()
+    return reports(detect(items, rs), rs)
 
 
 def score_call(transcript: Any, ruleset: RuleSet | None = None, features: Mapping | None = None) -> dict[str, Any]:

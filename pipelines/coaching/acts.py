@@ -1,0 +1,275 @@
+"""The act model: which conversational acts a sentence carries, and what kind of call it is.
+
+Two small heads over all-MiniLM-L6-v2 sentence embeddings (``features.MiniLMEncoder``):
+
+* the **sentence head**, one logistic regression per act (``ACTS.md`` in
+  ``samples/corpus/`` defines them), reads the sentence's embedding, the embedding of the
+  other speaker's previous turn (the context a supervisor reads it in), and a few exact
+  signals (a question mark, a clock time or date, a reference code, an amount).  An act
+  belongs to one speaker; the other speaker's sentences get probability 0 for it.
+* the **call head**, a multinomial logistic regression over call-level evidence (per act:
+  the highest probability in the call and how many sentences carry it), gives
+  P(escalation), P(handoff), P(standard).
+
+Both are trained by ``python -m scripts.train_acts`` (fixed seed, one command) from the
+act corpus and the training split of the labelled calls, and saved as one artefact:
+``model/acts.npz`` (weights) + ``model/acts.json`` (labels, feature layout, training
+summary, sha256 of the npz).  ``load_act_model`` verifies the checksum.  The artefact's
+``version`` (``acts-<human>+sha256:<8 hex>``) is part of FEATURES_VERSION and is named in
+every report (``models.acts``), beside the rule set.
+
+Inference is numpy only: deterministic, no torch, no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+MODEL_DIR = Path(__file__).resolve().parent / "model"
+ARTEFACT_SCHEMA = "callcoach.act_model"
+
+AGENT_ACTS = (
+    "acknowledge", "own_fault", "root_cause", "cause_unknown", "clarify", "troubleshoot",
+    "action_now", "specific_commitment", "vague_commitment", "contact_commitment",
+    "satisfaction_check", "offer_manager", "decline_manager", "transfer", "warm_transfer",
+    "recap", "impact_question", "documented", "reexplain", "ticket_given", "no_reference",
+    "expectations", "keep_ownership", "drop_ownership", "self_service", "hedge",
+)
+CUSTOMER_ACTS = (
+    "upset", "cancel_threat", "ask_manager", "failure_reported", "concern", "ask_update",
+    "routine_request",
+)
+ACTS = AGENT_ACTS + CUSTOMER_ACTS
+ACT_SPEAKER = {**{a: "agent" for a in AGENT_ACTS}, **{a: "customer" for a in CUSTOMER_ACTS}}
+CALL_TYPES = ("escalation", "handoff", "standard")
+
+# Exact signals, on normalised text (features.normalise: lower case, numbers as digits).
+# These are patterns for what is exact (times, dates, codes, amounts), never for wording.
+_DAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|today|tonight)"
+_MONTH = (r"(?:january|february|march|april|may|june|july|august|september|october|november|"
+          r"december)")
+SIGNALS: dict[str, re.Pattern] = {
+    "question": re.compile(r"\?"),
+    "clock_time": re.compile(r"\b\d{1,2}(?::\d{2}| \d{2})? ?(?:am|pm)\b|\b\d{1,2} o'clock\b|"
+                             r"\b(?:noon|midday|midnight)\b|\bhalf past \d|\bquarter (?:past|to) \d"),
+    "day_or_date": re.compile(rf"\b{_DAY}\b|\b{_MONTH} \d{{1,2}}\b|\b\d{{1,2}}(?:st|nd|rd|th)?"
+                              rf"(?: of)? {_MONTH}\b|\bthe \d{{1,2}}(?:st|nd|rd|th)\b"),
+    "duration": re.compile(r"\bwithin (?:the next )?\d+ (?:minutes?|hours?|days?|working days|"
+                           r"business days)\b|\bin \d+ (?:minutes?|hours?|days?)\b|\b\d+ hours?\b"),
+    "code": re.compile(r"\b(?=[a-z]*\d)(?=\d*[a-z])[a-z0-9]{4,}\b|\b\d{5,}\b"),
+    "amount": re.compile(r"[$£€]\s?\d|\b\d+(?:\.\d+)? (?:pounds|dollars|euros|quid|bucks|cents|p)\b"),
+}
+SIGNAL_NAMES = tuple(SIGNALS)
+
+
+def signals(norm: str) -> list[float]:
+    """The exact signals of one normalised sentence, as 0/1."""
+    return [1.0 if rx.search(norm) else 0.0 for rx in SIGNALS.values()]
+
+
+def sentence_inputs(emb: np.ndarray, ctx: np.ndarray, has_ctx: np.ndarray,
+                    norms: Sequence[str]) -> np.ndarray:
+    """Design matrix of the sentence head: [emb | ctx | has_ctx | signals]."""
+    sig = np.asarray([signals(n) for n in norms], np.float32).reshape(len(norms), len(SIGNALS))
+    return np.hstack([emb.astype(np.float32), ctx.astype(np.float32),
+                      has_ctx.reshape(-1, 1).astype(np.float32), sig])
+
+
+# ---------------------------------------------------------------------------------------
+# call-level evidence
+# ---------------------------------------------------------------------------------------
+CALL_EVIDENCE_ACTS = (
+    "upset", "cancel_threat", "ask_manager", "failure_reported", "routine_request", "concern",
+    "acknowledge", "own_fault", "offer_manager", "decline_manager", "root_cause",
+    "transfer", "warm_transfer", "drop_ownership", "keep_ownership", "recap", "documented",
+    "reexplain", "ticket_given", "expectations", "impact_question", "troubleshoot",
+)
+
+
+def call_evidence_names() -> tuple[str, ...]:
+    out = []
+    for a in CALL_EVIDENCE_ACTS:
+        out += [f"max:{a}", f"n:{a}"]
+    return tuple(out)
+
+
+def call_evidence(prob: Mapping[str, Sequence[float]], n: int) -> np.ndarray:
+    """Call-level inputs from per-sentence probabilities (0..1): per act, its highest
+    probability in the call and log(1 + number of sentences with p >= 0.5)."""
+    out = np.zeros(2 * len(CALL_EVIDENCE_ACTS), np.float32)
+    for i, a in enumerate(CALL_EVIDENCE_ACTS):
+        p = np.asarray(prob.get(a, ()), np.float32)
+        if n and p.size:
+            out[2 * i] = float(p.max())
+            out[2 * i + 1] = math.log1p(float((p >= 0.5).sum()))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the artefact
+# ---------------------------------------------------------------------------------------
+class ActModelError(RuntimeError):
+    """The act model artefact is missing, corrupt or of another layout."""
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class ActModel:
+    version: str                  # "acts-2026.12.1+sha256:0123abcd"
+    sha256: str                   # of the npz bytes
+    labels: tuple[str, ...]       # sentence-head acts, in column order
+    W: np.ndarray                 # [n_inputs, n_acts]
+    b: np.ndarray                 # [n_acts]
+    mu: np.ndarray                # [n_inputs] input standardisation
+    sd: np.ndarray
+    call_W: np.ndarray            # [n_call_inputs, 3]
+    call_b: np.ndarray            # [3]
+    call_mu: np.ndarray
+    call_sd: np.ndarray
+    meta: Mapping                 # acts.json content (training summary etc.)
+
+    @property
+    def speaker_of(self) -> dict[str, str]:
+        return {a: ACT_SPEAKER[a] for a in self.labels}
+
+    def sentence_probs(self, X: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
+        """[N, n_acts] probabilities; an act of the other speaker gets 0."""
+        if X.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        P = _sigmoid(((X - self.mu) / self.sd) @ self.W + self.b).astype(np.float32)
+        sp = np.asarray(list(speakers))
+        for j, a in enumerate(self.labels):
+            P[sp != ACT_SPEAKER[a], j] = 0.0
+        return P
+
+    def call_type_probs(self, evidence: np.ndarray) -> np.ndarray:
+        """[..., 3] P(escalation, handoff, standard) from call_evidence rows."""
+        return _softmax(((evidence - self.call_mu) / self.call_sd) @ self.call_W + self.call_b)
+
+
+def save_act_model(directory: Path, *, human_version: str, labels: Sequence[str],
+                   arrays: Mapping[str, np.ndarray], meta: Mapping) -> ActModel:
+    """Write acts.npz + acts.json (with the npz's sha256) and load them back."""
+    directory.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    # fixed order, no timestamps: identical training gives identical bytes
+    np.savez(buf, **{k: np.ascontiguousarray(arrays[k], dtype=np.float32) for k in sorted(arrays)})
+    data = buf.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    (directory / "acts.npz").write_bytes(data)
+    doc = {"schema": ARTEFACT_SCHEMA, "human_version": human_version, "sha256": sha,
+           "version": f"acts-{human_version}+sha256:{sha[:8]}", "labels": list(labels),
+           "signals": list(SIGNAL_NAMES), "call_evidence": list(call_evidence_names()),
+           "call_types": list(CALL_TYPES), **dict(meta)}
+    (directory / "acts.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    _CACHE.clear()
+    return load_act_model(directory)
+
+
+_CACHE: dict[str, ActModel] = {}
+_LOCK = threading.Lock()
+
+
+def load_act_model(directory: str | Path | None = None) -> ActModel:
+    """Load (once per process) and verify the act model artefact."""
+    d = Path(directory) if directory is not None else MODEL_DIR
+    key = str(d.resolve())
+    with _LOCK:
+        got = _CACHE.get(key)
+        if got is not None:
+            return got
+        try:
+            doc = json.loads((d / "acts.json").read_text())
+            data = (d / "acts.npz").read_bytes()
+        except (OSError, ValueError) as e:
+            raise ActModelError(f"act model at {d} cannot be read: {e}; train it with "
+                                f"`python -m scripts.train_acts`") from None
+        if doc.get("schema") != ARTEFACT_SCHEMA:
+            raise ActModelError(f"{d / 'acts.json'}: not an act model (schema={doc.get('schema')!r})")
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != doc.get("sha256"):
+            raise ActModelError(f"{d / 'acts.npz'}: checksum mismatch (file {sha[:12]}, "
+                                f"acts.json says {str(doc.get('sha256'))[:12]}); the artefact is corrupt")
+        if list(doc.get("signals", ())) != list(SIGNAL_NAMES) or \
+                list(doc.get("call_evidence", ())) != list(call_evidence_names()):
+            raise ActModelError(f"{d}: trained with another input layout; retrain it")
+        unknown = [a for a in doc["labels"] if a not in ACT_SPEAKER]
+        if unknown:
+            raise ActModelError(f"{d}: unknown acts {unknown}")
+        z = np.load(io.BytesIO(data))
+        m = ActModel(version=str(doc["version"]), sha256=sha, labels=tuple(doc["labels"]),
+                     W=z["W"], b=z["b"], mu=z["mu"], sd=z["sd"], call_W=z["call_W"],
+                     call_b=z["call_b"], call_mu=z["call_mu"], call_sd=z["call_sd"], meta=doc)
+        n_in = m.mu.shape[0]
+        if m.W.shape != (n_in, len(m.labels)) or m.call_W.shape != (len(call_evidence_names()), 3):
+            raise ActModelError(f"{d}: weight shapes do not match acts.json")
+        _CACHE[key] = m
+        return m
+
+
+# ---------------------------------------------------------------------------------------
+# training (scripts/train_acts.py drives it)
+# ---------------------------------------------------------------------------------------
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float, weight: np.ndarray | None = None,
+                 iters: int = 500) -> tuple[np.ndarray, float]:
+    """Binary L2 logistic regression by L-BFGS (scipy), deterministic."""
+    from scipy.optimize import minimize
+    n, d = X.shape
+    w8 = np.ones(n) if weight is None else weight.astype(np.float64)
+    Xd = X.astype(np.float64)
+    yd = y.astype(np.float64)
+
+    def f(theta):
+        w, b = theta[:d], theta[d]
+        z = Xd @ w + b
+        # log(1 + e^z) - y z, stable
+        loss = np.logaddexp(0.0, z) - yd * z
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+        g = w8 * (p - yd)
+        val = float((w8 * loss).sum() / n + 0.5 * l2 * (w @ w))
+        grad = np.concatenate([Xd.T @ g / n + l2 * w, [g.sum() / n]])
+        return val, grad
+    res = minimize(f, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": iters})
+    return res.x[:d].astype(np.float32), float(res.x[d])
+
+
+def fit_softmax(X: np.ndarray, y: np.ndarray, k: int, l2: float, weight: np.ndarray | None = None,
+                iters: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial L2 logistic regression by L-BFGS, deterministic."""
+    from scipy.optimize import minimize
+    n, d = X.shape
+    Y = np.eye(k)[y]
+    w8 = np.ones(n) if weight is None else weight.astype(np.float64)
+    Xd = X.astype(np.float64)
+
+    def f(theta):
+        W = theta[:d * k].reshape(d, k)
+        b = theta[d * k:]
+        Z = Xd @ W + b
+        Z -= Z.max(1, keepdims=True)
+        logp = Z - np.log(np.exp(Z).sum(1, keepdims=True))
+        val = float(-(w8[:, None] * Y * logp).sum() / n + 0.5 * l2 * (W * W).sum())
+        G = w8[:, None] * (np.exp(logp) - Y) / n
+        grad = np.concatenate([(Xd.T @ G + l2 * W).ravel(), G.sum(0)])
+        return val, grad
+    res = minimize(f, np.zeros(d * k + k), jac=True, method="L-BFGS-B", options={"maxiter": iters})
+    return (res.x[:d * k].reshape(d, k).astype(np.float32), res.x[d * k:].astype(np.float32))

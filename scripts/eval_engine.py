@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""Measure the coaching engine on the labelled calls, by split and by transcript source.
+
+    .venv/bin/python -m scripts.eval_engine                      # train split (for choices)
+    .venv/bin/python -m scripts.eval_engine --split test         # locked test split: report only
+    .venv/bin/python -m scripts.eval_engine --split test --baseline 3acb665   # old engine too
+    .venv/bin/python -m scripts.eval_engine --split test --json out/eval.json
+
+Sources, each scored separately:
+  truth        the render's exact text and times (script text where not rendered)
+  plain        the same text as a recogniser without punctuation writes it: lower case,
+               no punctuation at all
+  asr          the speech stage's transcript of the rendered audio (samples/labeled/asr)
+
+Figures: call-type accuracy, per-check accuracy (true/false/null must match), risk
+precision / recall (micro), and on the calls labelled standard: the share typed escalation
+or handoff and false risks per call.  ``--baseline REV`` scores the same transcripts with
+the engine of git revision REV (a temporary worktree) in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts import coaching_data as data  # noqa: E402
+
+SOURCES = ("truth", "plain", "asr")
+
+
+def plain_text(text: str) -> str:
+    t = re.sub(r"[^\w' ]+", " ", text.lower())
+    return " ".join(t.split())
+
+
+def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
+    """(transcripts, call_id -> {labels, talk_ratio}) of one split and source."""
+    from pipelines.transcript import Transcript, Turn
+    out, truth = [], {}
+    for _author, _p, script in data.call_scripts(split):
+        cid = script["call_id"]
+        doc = data.truth_doc(cid)
+        if source == "asr":
+            tr = data.asr_transcript(cid)
+        else:
+            tr = data.truth_transcript(cid) or data.script_transcript(script)
+            if source == "plain":
+                tr = Transcript(tr.call_id, tr.duration_s,
+                                tuple(Turn(t.speaker, t.start, t.end, plain_text(t.text)) for t in tr.turns),
+                                models=tr.models, language=tr.language)
+        if tr is None:
+            continue
+        out.append(tr)
+        truth[cid] = {"labels": script["labels"],
+                      "talk_ratio": (doc or {}).get("talk_ratio")}
+    return out, truth
+
+
+def score_current(trs: list) -> dict[str, dict]:
+    from pipelines.coaching.score import score_batch
+    reps = score_batch([(t, None) for t in trs])
+    return {r["call_id"]: r for r in reps}
+
+
+BASELINE_SNIPPET = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from pipelines.coaching.score import score_batch
+from pipelines.transcript import Transcript
+docs = json.load(open(sys.argv[2]))
+reps = score_batch([(Transcript.from_dict(d), None) for d in docs])
+json.dump({r["call_id"]: r for r in reps}, open(sys.argv[3], "w"))
+"""
+
+
+def score_baseline(trs: list, rev: str) -> dict[str, dict]:
+    wt = Path(tempfile.gettempdir()) / f"callcoach-baseline-{rev}"
+    if not wt.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(wt), rev],
+                       check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.json", Path(tmp) / "out.json"
+        docs = []
+        for t in trs:
+            d = t.to_dict()
+            d.pop("features", None)
+            docs.append(d)
+        src.write_text(json.dumps(docs))
+        subprocess.run([sys.executable, "-c", BASELINE_SNIPPET, str(wt), str(src), str(dst)],
+                       check=True, cwd=str(wt))
+        return json.loads(dst.read_text())
+
+
+def evaluate(reports: dict[str, dict], truth: dict[str, dict]) -> dict:
+    ct_ok = chk_n = chk_ok = tp = fp = fn = 0
+    per_check: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_risk: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    confusion: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    std_n = std_typed = std_false_risks = 0
+    misses = []
+    for cid, d in truth.items():
+        lab, r = d["labels"], reports[cid]
+        confusion[lab["call_type"]][r["call_type"]] += 1
+        ct_ok += r["call_type"] == lab["call_type"]
+        got = {c["check"]: c["passed"] for c in r["process_checks"]}
+        wrong = []
+        for name, want in (lab.get("checks") or {}).items():
+            ok = got.get(name, "absent") == want
+            chk_n += 1
+            chk_ok += ok
+            per_check[name][0] += 1
+            per_check[name][1] += ok
+            if not ok:
+                wrong.append(f"{name}={got.get(name, 'absent')}")
+        want_r = set(lab.get("risks") or [])
+        got_r = {x["risk"] for x in r["risks"]}
+        for x in got_r | want_r:
+            per_risk[x][0 if (x in got_r and x in want_r) else (1 if x in got_r else 2)] += 1
+        tp += len(got_r & want_r)
+        fp += len(got_r - want_r)
+        fn += len(want_r - got_r)
+        if lab["call_type"] == "standard":
+            std_n += 1
+            std_typed += r["call_type"] != "standard"
+            std_false_risks += len(got_r - want_r)
+        if wrong or got_r != want_r or r["call_type"] != lab["call_type"]:
+            misses.append({"call": cid, "type": f"{r['call_type']}({r['call_type_confidence']})/"
+                           f"{lab['call_type']}", "wrong_checks": wrong,
+                           "fp": sorted(got_r - want_r), "fn": sorted(want_r - got_r)})
+    n = len(truth)
+    return {
+        "calls": n,
+        "call_type_accuracy": round(ct_ok / n, 4) if n else None,
+        "check_accuracy": round(chk_ok / chk_n, 4) if chk_n else None,
+        "checks": chk_n,
+        "risk_precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+        "risk_recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
+        "standard_calls": std_n,
+        "standard_typed_other": round(std_typed / std_n, 4) if std_n else None,
+        "standard_false_risks_per_call": round(std_false_risks / std_n, 4) if std_n else None,
+        "confusion": {k: dict(v) for k, v in confusion.items()},
+        "per_check": {k: round(v[1] / v[0], 3) for k, v in sorted(per_check.items())},
+        "per_risk": {k: {"tp": v[0], "fp": v[1], "fn": v[2]} for k, v in sorted(per_risk.items())},
+        "misses": misses,
+    }
+
+
+def row(name: str, m: dict) -> str:
+    f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    return (f"| {name} | {m['calls']} | {f(m['call_type_accuracy'])} | {f(m['check_accuracy'])} "
+            f"({m['checks']}) | {f(m['risk_precision'])} | {f(m['risk_recall'])} | "
+            f"{f(m['standard_typed_other'])} | {f(m['standard_false_risks_per_call'])} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--split", default="train", choices=["train", "test"])
+    ap.add_argument("--sources", default=",".join(SOURCES))
+    ap.add_argument("--baseline", default=None, help="git revision of an earlier engine to score too")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--misses", action="store_true", help="print every call with a wrong verdict")
+    args = ap.parse_args(argv)
+    results = {}
+    print("| engine / source | calls | call type | per-check accuracy (n) | risk precision | "
+          "risk recall | standard typed esc/handoff | false risks per standard call |")
+    print("|---|---|---|---|---|---|---|---|")
+    for source in args.sources.split(","):
+        trs, truth = transcripts(args.split, source)
+        if not trs:
+            print(f"| {source}: no transcripts | | | | | | | |")
+            continue
+        engines = [("current", score_current)]
+        if args.baseline:
+            engines.append((args.baseline, lambda t: score_baseline(t, args.baseline)))
+        for name, fn in engines:
+            m = evaluate(fn(trs), truth)
+            results[f"{name}/{source}"] = m
+            print(row(f"{name} / {source}", m), flush=True)
+    if args.misses:
+        for k, m in results.items():
+            print(f"\n## {k}")
+            for x in m["misses"]:
+                print(f"- {x['call']}: {x['type']} checks {x['wrong_checks']} fp {x['fp']} fn {x['fn']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"split": args.split, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

