@@ -3,8 +3,8 @@
 
     .venv/bin/python scripts/bench_rescore.py --n 10000 --n 100000
 
-Synthesis: a pool of sentences (the calibration paraphrases and neutral call sentences,
-spoken by agent or customer) is embedded ONCE with the real model; each synthetic call
+Synthesis: a pool of sentences (a seeded sample of the act corpus, spoken by agent or
+customer) is embedded and run through the act model ONCE; each synthetic call
 draws 8-16 turns of 1-3 sentences from the pool, with realistic times, occasional
 overlaps, varied metadata; its features are assembled from the pool's stored features,
 exactly as the speech stage would have stored them.  Only scoring is timed (the backfill
@@ -25,8 +25,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
-
 from pipelines.coaching.features import FEATURES_VERSION, features_batch, transcript_digest  # noqa: E402
 from pipelines.coaching.rules import default_ruleset, load_ruleset  # noqa: E402
 from pipelines.coaching.score import score_batch  # noqa: E402
@@ -34,25 +32,21 @@ from pipelines.report import validate_report  # noqa: E402
 from pipelines.transcript import Transcript, Turn  # noqa: E402
 
 
-def sentence_pool() -> list[tuple[str, str, dict]]:
-    """(speaker, sentence, its per-sentence features) for every pool sentence."""
-    rs = default_ruleset()
-    cal = yaml.safe_load((ROOT / "pipelines" / "rules" / "calibration.yaml").read_text())
-    items: list[tuple[str, str]] = []
-    for act, ex in cal["acts"].items():
-        spk = rs.acts[act].speaker if act in rs.acts else "agent"
-        spk = "agent" if spk == "any" else spk
-        for s in (ex.get("positive") or []) + (ex.get("negative") or []):
-            items.append((spk, s))
-    for spk, sents in (cal.get("neutral") or {}).items():
-        items += [(spk, s) for s in sents]
+def sentence_pool(size: int = 800, seed: int = 11) -> list[tuple[str, str, dict]]:
+    """(speaker, sentence, its per-sentence features) for a seeded sample of the act
+    corpus (samples/corpus/acts), each embedded and run through the act model once."""
+    from scripts.coaching_data import load_corpus
+    corpus = load_corpus()
+    rng = random.Random(seed)
+    picked = rng.sample(corpus, min(size, len(corpus)))
+    items = [(r["speaker"], r["text"]) for r in picked]
     trs = [Transcript(f"pool-{i}", 3.0, (Turn(sp, 0.0, 2.0, s),)) for i, (sp, s) in enumerate(items)]
     feats = features_batch(trs)
     pool = []
     for (sp, s), f in zip(items, feats):
         if f["n"] != 1:
             continue
-        pool.append((sp, s, {"norm": f["norm"][0], "sim": {a: v[0] for a, v in f["sim"].items()}}))
+        pool.append((sp, s, {"norm": f["norm"][0], "prob": {a: v[0] for a, v in f["prob"].items()}}))
     return pool
 
 
@@ -61,7 +55,7 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
     t = rng.uniform(0.3, 0.6)
     turns = []
     fturn, fspan, ft, fnorm, fecho = [], [], [], [], []
-    fsim: dict[str, list[int]] = {a: [] for a in by_speaker["agent"][0][2]["sim"]}
+    fsim: dict[str, list[int]] = {a: [] for a in by_speaker["agent"][0][2]["prob"]}
     speaker = "agent"
     for k in range(n_turns):
         sents = [rng.choice(by_speaker[speaker]) for _ in range(rng.randint(1, 3))]
@@ -83,7 +77,7 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
             ft.append(round(start + dur * a / max(len(text), 1), 3))
             fnorm.append(feat["norm"])
             fecho.append(rng.randint(100, 600))
-            for act, v in feat["sim"].items():
+            for act, v in feat["prob"].items():
                 fsim[act].append(v)
         t = end + rng.uniform(0.3, 1.0)
         speaker = "customer" if speaker == "agent" else "agent"
@@ -92,7 +86,8 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
                     metadata={"agent_id": f"a{rng.randint(1, 400):03d}", "team": f"t{rng.randint(1, 20):02d}",
                               "started_at": f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(8, 19):02d}:00:00Z"})
     feats = {"schema": "callcoach.coaching_features", "version": FEATURES_VERSION, "digest": transcript_digest(tr),
-             "n": len(fturn), "turn": fturn, "span": fspan, "t": ft, "norm": fnorm, "sim": fsim, "echo": fecho}
+             "n": len(fturn), "turn": fturn, "span": fspan, "t": ft, "norm": fnorm, "prob": fsim, "echo": fecho,
+             "acts_model": "bench"}
     return tr, feats
 
 

@@ -93,6 +93,20 @@ def truth_transcript(call_id: str):
                       models={"asr": "truth", "diarization": "truth"}, language="en")
 
 
+def plain_text(text: str) -> str:
+    """Text as a recogniser without punctuation writes it: lower case, no punctuation."""
+    import re
+    return " ".join(re.sub(r"[^\w' ]+", " ", text.lower()).split())
+
+
+def plain_transcript(tr):
+    """The same transcript in lower case without punctuation."""
+    from pipelines.transcript import Transcript, Turn
+    return Transcript(tr.call_id, tr.duration_s,
+                      tuple(Turn(t.speaker, t.start, t.end, plain_text(t.text)) for t in tr.turns),
+                      models=tr.models, language=tr.language, metadata=tr.metadata)
+
+
 def truth_doc(call_id: str) -> dict | None:
     p = AUDIO_DIR / f"{call_id}.truth.json"
     return json.loads(p.read_text()) if p.exists() else None

@@ -6,8 +6,9 @@
     # transcripts from the speech stage (a directory of <call_id>.json transcript files,
     # optionally with a "features" key) against the same labels
     .venv/bin/python scripts/eval_coaching.py --truth ../shared/dev-calls --transcripts out/transcripts
-    # calibrate the semantic thresholds on the labelled paraphrase set (NOT the dev calls)
-    .venv/bin/python scripts/eval_coaching.py --calibrate
+
+The dev calls are a smoke test.  The engine's figures come from scripts/eval_engine.py on
+the labelled calls' locked test split.
 
 Metrics: call-type accuracy, per-check accuracy (true/false/null must match exactly),
 risk precision/recall (micro over calls), talk-ratio absolute error, interruption count
@@ -148,122 +149,6 @@ MAX_FPR = 0.05
 SWEEP_FLOOR = 400
 
 
-def calibrate(path: Path, rules_path: Path | None = None) -> int:
-    """Calibrate each act's semantic threshold on labelled paraphrases (calibration.yaml).
-
-    The whole act detector is evaluated (patterns, exclusions and the similarity leaf
-    together), sweeping the ``min`` of the leaf that reads the act's own bank entry from
-    SWEEP_FLOOR (400) to 900; the chosen threshold is the middle of the plateau of best balanced
-    accuracy.  Prints current vs calibrated thresholds; the rule file is not modified."""
-    import copy
-    import dataclasses
-
-    import yaml
-
-    from pipelines.coaching import detectors
-    from pipelines.coaching.features import features_batch
-    from pipelines.coaching.rules import default_ruleset, load_ruleset
-
-    rs = load_ruleset(rules_path) if rules_path else default_ruleset()
-    data = yaml.safe_load(path.read_text())
-    examples: list[tuple[str, str, bool]] = []     # (act, text, label)
-    for act, ex in data["acts"].items():
-        for s_ in ex.get("positive") or []:
-            examples.append((act, s_, True))
-        for s_ in ex.get("negative") or []:
-            examples.append((act, s_, False))
-    neutral = data.get("neutral") or {}
-    for act in list(data["acts"]):
-        spk = rs.acts[act].speaker if act in rs.acts else "agent"
-        for s_ in neutral.get("agent" if spk == "any" else spk, []):
-            examples.append((act, s_, False))
-    # one single-sentence call per example, spoken by the act's speaker
-    trs = []
-    for i, (act, text, _) in enumerate(examples):
-        spk = rs.acts[act].speaker if act in rs.acts else "agent"
-        spk = "agent" if spk == "any" else spk
-        trs.append(Transcript(call_id=f"cal-{i}", duration_s=5.0, turns=(Turn(spk, 0.0, 4.0, text),)))
-    feats = features_batch(trs)
-    speakers = [[tr.turns[0].speaker] * f["n"] for tr, f in zip(trs, feats)]
-
-    def with_min(node, act, m, cur=None):
-        if isinstance(node, dict):
-            if node.get("sem") == act and node.get("min") == cur:
-                return dict(node, min=m)
-            return {k: with_min(v, act, m, cur) for k, v in node.items()}
-        if isinstance(node, list):
-            return [with_min(v, act, m, cur) for v in node]
-        return node
-
-    def current_min(node, act):
-        if isinstance(node, dict):
-            if node.get("sem") == act:
-                return node["min"]
-            for v in node.values():
-                r = current_min(v, act)
-                if r is not None:
-                    return r
-        elif isinstance(node, list):
-            for v in node:
-                r = current_min(v, act)
-                if r is not None:
-                    return r
-        return None
-
-    def accuracy(rs_, act):
-        idx = [i for i, e in enumerate(examples) if e[0] == act]
-        batch = detectors.build_frame([feats[i] for i in idx], [speakers[i] for i in idx], rs_)
-        names, mat = detectors.detect_acts(batch, rs_)
-        j = names.index(act)
-        fired = [bool(mat[batch.offsets[k]:batch.offsets[k + 1], j].any()) for k in range(len(idx))]
-        lab = [examples[i][2] for i in idx]
-        pos = [f for f, l_ in zip(fired, lab) if l_]
-        neg = [f for f, l_ in zip(fired, lab) if not l_]
-        tpr = sum(pos) / max(len(pos), 1)
-        tnr = sum(not f for f in neg) / max(len(neg), 1)
-        return (tpr + tnr) / 2, tpr, tnr
-
-    print("| act | examples +/- | current min | acc (tpr/tnr) at current | calibrated min | acc (tpr/tnr) at calibrated |")
-    print("|---|---|---|---|---|---|")
-    for act in data["acts"]:
-        if act not in rs.acts:
-            print(f"| {act} | not an act of {rs.name} | | | | |")
-            continue
-        cur = current_min(rs.acts[act].when, act)
-        n_pos = sum(1 for e in examples if e[0] == act and e[2])
-        n_neg = sum(1 for e in examples if e[0] == act and not e[2])
-        if cur is None:
-            a = accuracy(rs, act)
-            print(f"| {act} | {n_pos}/{n_neg} | (patterns only) | {a[0]:.2f} ({a[1]:.2f}/{a[2]:.2f}) | - | - |")
-            continue
-        results = []
-        for m in range(SWEEP_FLOOR, 901, 20):
-            acts = dict(rs.acts)
-            acts[act] = dataclasses.replace(rs.acts[act], when=with_min(copy.deepcopy(rs.acts[act].when), act, m, cur))
-            results.append((m, accuracy(dataclasses.replace(rs, acts=acts), act)))
-        # negatives dominate real calls: among thresholds whose false-positive rate on the
-        # negatives is <= MAX_FPR, take the best balanced accuracy
-        ok = [(m, r) for m, r in results if 1 - r[2] <= MAX_FPR + 1e-9] or results
-        best = max(r[0] for m, r in ok)
-        plateau = [m for m, r in ok if abs(r[0] - best) < 1e-9]
-        # the longest contiguous run of best thresholds, then its middle
-        runs, run = [], [plateau[0]]
-        for m in plateau[1:]:
-            if m == run[-1] + 20:
-                run.append(m)
-            else:
-                runs.append(run)
-                run = [m]
-        runs.append(run)
-        run = max(runs, key=len)
-        chosen = run[len(run) // 2]
-        a_cur = accuracy(rs, act)
-        a_new = dict(results)[chosen]
-        print(f"| {act} | {n_pos}/{n_neg} | {cur} | {a_cur[0]:.2f} ({a_cur[1]:.2f}/{a_cur[2]:.2f}) | "
-              f"{chosen} | {a_new[0]:.2f} ({a_new[1]:.2f}/{a_new[2]:.2f}) |")
-    return 0
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--truth", type=Path, default=ROOT.parent / "shared" / "dev-calls")
@@ -271,10 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rules", type=Path, help="rule file (default: pipelines/rules/default.yaml)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON too")
     ap.add_argument("--reports-out", type=Path, help="write each report as JSON here")
-    ap.add_argument("--calibrate", nargs="?", const=ROOT / "pipelines" / "rules" / "calibration.yaml", type=Path)
     args = ap.parse_args(argv)
-    if args.calibrate:
-        return calibrate(args.calibrate, args.rules)
 
     from pipelines.coaching.rules import default_ruleset, load_ruleset
     from pipelines.coaching.score import score_batch

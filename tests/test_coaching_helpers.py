@@ -6,7 +6,8 @@ from pipelines.transcript import Transcript, Turn
 
 # Openings that make the call type unambiguous without touching the act under test.
 UPSET = [("c", "This is the fourth time I've phoned about this and it's a joke."),
-         ("c", "I'm completely fed up with your company.")]
+         ("c", "I'm completely fed up with your company."),
+         ("c", "If it isn't sorted this week I'm taking my business elsewhere.")]
 CALM_TRANSFER = [("c", "Hello, the invoices in our portal won't download."),
                  ("a", "Right, this needs to go to our second line support team.")]
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pipelines.coaching.acts import load_act_model
 from pipelines.coaching.features import FEATURES_VERSION, features_valid, turn_features
 from pipelines.coaching.rules import default_ruleset
 from pipelines.coaching.score import interruptions, score_batch, score_call
@@ -75,7 +76,8 @@ def test_deterministic_and_json_ready():
     b = score_call(call, default_ruleset())
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     validate_report(a)
-    assert a["models"] == {"asr": "test-asr@1", "diarization": "test-diar@1"}
+    assert a["models"] == {"asr": "test-asr@1", "diarization": "test-diar@1",
+                           "acts": load_act_model().version}
     assert a["agent_id"] == "a1" and a["team"] == "blue"
 
 
@@ -89,8 +91,8 @@ def test_stored_features_are_used_and_stale_ones_recomputed():
     last = len(call.turns) - 1
     for k in [k for k, t in enumerate(fake["turn"]) if t == last]:   # the apology's sentences
         fake["norm"][k] = "nothing here"
-        fake["sim"]["acknowledge"][k] = 0
-        fake["sim"]["own_fault"][k] = 0
+        fake["prob"]["acknowledge"][k] = 0
+        fake["prob"]["own_fault"][k] = 0
     rs = default_ruleset()
     with_fake = score_call(call, rs, features=fake)
     fresh = score_call(call, rs)
@@ -99,6 +101,10 @@ def test_stored_features_are_used_and_stale_ones_recomputed():
     # features of another transcript (text changed) are stale: recomputed
     other = make_call(UPSET + [("a", "Please hold.")])
     assert not features_valid(other, f)
+    # so are those of the same words with the roles swapped (context and speaker changed)
+    swapped = Transcript(call.call_id, call.duration_s, tuple(
+        Turn("agent" if t.speaker == "customer" else "customer", t.start, t.end, t.text) for t in call.turns))
+    assert not features_valid(swapped, f)
     assert ack(score_call(other, rs, features=f)) is False
 
 
@@ -125,3 +131,19 @@ def test_empty_transcript_scores():
     r = score_call(Transcript("empty", 3.0, (), models={"asr": "a", "diarization": "d"}), default_ruleset())
     validate_report(r)
     assert r["call_type"] == "standard" and r["talk_ratio"]["within_expected"] is False
+
+
+def test_backchannels_and_goodbyes_said_over_the_caller_interrupt_nobody():
+    tr = T(("customer", 0.0, 4.0, "So I'll need the new card sent to my work address."),
+           ("agent", 2.0, 2.5, "Mhm."),                            # backchannel while she talks
+           ("agent", 4.5, 7.0, "That's done, is there anything else?"),
+           ("customer", 7.2, 8.6, "No that's all, thanks, bye."),
+           ("agent", 8.0, 8.7, "Okay, bye bye."),                  # goodbye over hers
+           ("customer", 9.0, 12.0, "Actually, one more thing about the fee."),
+           ("agent", 10.0, 13.0, "Sorry to cut in, the fee is waived."))   # a real cut-in
+    rs = default_ruleset()
+    ti = rs.tone["interruptions"]
+    a, c = interruptions(tr, ti["min_overlap_s"], ti["max_pause_s"], ti["backchannel"], ti["backchannel_words"])
+    assert a == [6] and c == []
+    # without the backchannel rule every overlap counts
+    assert interruptions(tr, 0.25)[0] == [1, 4, 6]

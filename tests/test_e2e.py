@@ -131,3 +131,17 @@ def test_tables_have_one_row_per_call_and_a_failure_row_per_bad_file(run_dirs):
     assert "empty" in reasons["empty.flac"]
     assert "not a readable audio" in reasons["not-audio.wav"]
     assert not (out / "transcripts" / "empty.json").exists()
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_report_matches_the_script_labels(run_dirs, name):
+    """README's sample calls, from audio: the verdicts their scripts were written to have."""
+    import yaml
+
+    _, out, _ = run_dirs
+    labels = yaml.safe_load((SAMPLES.parent / "scripts" / f"{name}.yaml").read_text())["labels"]
+    (path,) = list((out / "reports").glob(f"*/{name}.json"))
+    report = json.loads(path.read_text())
+    assert report["call_type"] == labels["call_type"]
+    assert {c["check"]: c["passed"] for c in report["process_checks"]} == labels["checks"]
+    assert {r["risk"] for r in report["risks"]} == set(labels["risks"])

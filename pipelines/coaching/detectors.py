@@ -173,27 +173,91 @@ def first_of(hits: Mapping[str, list[int]], names: Sequence[str]) -> int | None:
     return best
 
 
-def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet) -> list[tuple[int, str]]:
+# Words too common in calls to show that an agent's sentence takes up the customer's concern.
+_COMMON = frozenset("""
+about above after again also always another anything around back been before being below
+between both call called calling calls can't cannot could couldn't didn't does doesn't doing
+done don't down each even ever every from going gonna good have haven't having here hello
+into just know last like little look make many maybe mean more most much need needs never
+okay only other over please really right said same should some something still sure than
+thank thanks that that's their them then there there's these they they'll they're thing
+things think this those through today told very want wanted wants well were what what's
+when where which while will with won't would yeah year years your you're you've account
+number time week weeks month months morning afternoon evening tomorrow yesterday because
+actually alright anyway
+""".split())
+
+
+def content_words(norm: str) -> set[str]:
+    """Words of a normalised sentence that carry its topic (crude stem: no plural s)."""
+    out = set()
+    for w in norm.split():
+        if len(w) >= 4 and w.isalpha() and w not in _COMMON:
+            out.add(w[:-1] if w.endswith("s") and len(w) > 4 else w)
+    return out
+
+
+def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
+                        call: Mapping[str, Sequence] | None = None) -> list[tuple[int, str]]:
     """(sentence index, concern name) of every concern topic the customer raised that no
-    later agent sentence answers (first raise of the topic), in time order."""
+    agent sentence answers soon after (first raise of the topic), in time order.
+
+    A raise is answered by the agent's next turn naming the topic (``answer`` regex), by an
+    agent sentence within the next ``within_turns`` agent turns that takes up one of the
+    customer's own content words ("child seat", "copay"), or, for a question, by a direct
+    reply among the next ``within`` sentences (``call``: the sentences' ``turn``, ``speaker``
+    and ``norm``; without it, any later agent sentence naming the topic answers).  A topic counts as answered when any of its raises is."""
     out: list[tuple[int, str]] = []
     within = ruleset.direct_answer_within
     questions = set(hits.get("concern.question") or ()) if within else set()
     direct = (hits.get("answer.direct") or []) if within else []
+    turns = call.get("turn") if call else None
+    speakers = call.get("speaker") if call else None
+    norms = call.get("norm") if call else None
+    k_turns = ruleset.answer_within_turns
+
+    def window(r: int, k: int | None = None) -> range:
+        """Sentence indices up to the end of the agent's k-th turn after sentence r."""
+        k_turns_ = k or k_turns
+        if turns is None:
+            return range(r + 1, 10 ** 9)
+        seen: list[int] = []
+        end = len(turns)
+        for j in range(r + 1, len(turns)):
+            if speakers[j] == "agent":
+                if turns[j] not in seen:
+                    if len(seen) == k_turns_:
+                        end = j
+                        break
+                    seen.append(turns[j])
+        return range(r + 1, end)
+
     for cn in ruleset.concerns:
         raised = hits.get(f"concern.{cn}") or []
         if not raised:
             continue
-        answers = hits.get(f"answer.{cn}") or []
-        # a concern is addressed when an agent answers its topic after it was first
-        # raised; the customer coming back to an answered topic is not a new concern
-        if answers and answers[-1] >= raised[0]:
-            continue
-        # "Will this affect my discount?" - "No, it stays as it is": a direct reply to
-        # the question answers it whatever words it uses
-        if any(r in questions and any(r < d <= r + within for d in direct) for r in raised):
-            continue
-        out.append((raised[0], cn))
+        answers = set(hits.get(f"answer.{cn}") or [])
+        answered = False
+        for r in raised:
+            w = window(r)
+            first = window(r, 1)
+            # the topic named in the agent's very next turn answers it; later, only the
+            # customer's own words taken up do ("the refuelling charge" ten turns on is
+            # not an answer to "is the child seat charged per day?")
+            if any(a in first for a in answers):
+                answered = True
+            elif r in questions and any(r < d <= r + within for d in direct):
+                # "Will this affect my discount?" - "No, it stays as it is"
+                answered = True
+            elif norms is not None:
+                mine = content_words(norms[r])
+                if mine and any(speakers[j] == "agent" and mine & content_words(norms[j])
+                                for j in w if j < len(norms)):
+                    answered = True
+            if answered:
+                break
+        if not answered:
+            out.append((raised[0], cn))
     out.sort()
     return out
 
@@ -223,26 +287,5 @@ def compile_cond(cond: Mapping[str, Any], ruleset: RuleSet):
             return b is None or a <= b
         return before
     if k == "unanswered_concern":
-        return lambda h: bool(unanswered_concerns(h, ruleset))
-    raise ValueError(f"unknown condition {k!r}")
-
-
-def evaluate(cond: Mapping[str, Any], hits: Mapping[str, list[int]], ruleset: RuleSet) -> bool:
-    (k, v), = cond.items()
-    if k == "has":
-        return bool(hits.get(v))
-    if k == "not":
-        return not evaluate(v, hits, ruleset)
-    if k == "all":
-        return all(evaluate(x, hits, ruleset) for x in v)
-    if k == "any":
-        return any(evaluate(x, hits, ruleset) for x in v)
-    if k == "before":
-        a = first_of(hits, v[0])
-        if a is None:
-            return False
-        b = first_of(hits, v[1])
-        return b is None or a <= b
-    if k == "unanswered_concern":
-        return bool(unanswered_concerns(hits, ruleset))
+        return lambda h: bool(unanswered_concerns(h, ruleset, h.get("@call")))
     raise ValueError(f"unknown condition {k!r}")

@@ -47,7 +47,8 @@ import numpy as np
 from .acts import MODEL_DIR, ActModel, load_act_model, sentence_inputs
 
 FEATURES_SCHEMA = "callcoach.coaching_features"
-NORMALISER_VERSION = "6"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes
+NORMALISER_VERSION = "7"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes;
+                           # 7: lower-case sentence starts, long unpunctuated runs cut
 
 try:
     from importlib.metadata import version as _pkg_version
@@ -83,10 +84,11 @@ _NUMWORDS = set(_UNITS) | set(_TEENS) | set(_TENS) | set(_SCALES)
 _ONE_CONTEXT_NEXT = {"am", "pm", "o'clock", "hour", "hours", "day", "days", "week", "weeks",
                      "minute", "minutes", "month", "months", "thirty", "fifteen", "forty-five"}
 _ONE_CONTEXT_PREV = {"at", "by", "before", "after", "until", "till", "from", "to", "number"}
-_ABBREV = {"mr", "mrs", "ms", "dr", "st", "no", "vs", "etc", "approx", "dept"}
+_ABBREV = {"mr", "mrs", "ms", "dr", "st", "no", "vs", "etc", "approx", "dept", "e.g", "i.e"}
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:[':.][A-Za-z0-9]+)*|\?|,|;|\S")
-_SENT_END_RE = re.compile(r"[.!?]+[\"')\]]*(?=\s+[\"'(\[]?[A-Z0-9])|[.!?]+[\"')\]]*\s*$")
+# a stop ends a sentence before any word: transcripts in lower case have sentences too
+_SENT_END_RE = re.compile(r"[.!?]+[\"')\]]*(?=\s+[\"'(\[]?[A-Za-z0-9])|[.!?]+[\"')\]]*\s*$")
 
 
 # Whisper often joins sentences with commas ("I'm so sorry, I completely understand, what's
@@ -112,10 +114,33 @@ def _split_splices(text: str, a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
+# A transcript without punctuation holds a whole turn in one "sentence"; a long run is cut
+# before a word that starts a clause, so each piece carries about one act.
+LONG_RUN_WORDS = 22
+_RUN_BREAKS = _CLAUSE_STARTS | {"so", "and", "but", "okay", "ok", "alright", "yeah", "um",
+                                "uh", "because", "then", "also", "actually", "anyway"}
+_WORD_RE = re.compile(r"\S+")
+
+
+def _split_long(text: str, a: int, b: int) -> list[tuple[int, int]]:
+    words = [(m.start() + a, m.end() + a, m.group().lower().strip(",;:'\"")) for m in _WORD_RE.finditer(text[a:b])]
+    if len(words) <= LONG_RUN_WORDS:
+        return [(a, b)]
+    out, first = [], 0
+    for k in range(1, len(words)):
+        size = k - first
+        if (size >= 6 and len(words) - k >= 4 and words[k][2] in _RUN_BREAKS) or size >= 25:
+            out.append((words[first][0], words[k - 1][1]))
+            first = k
+    out.append((words[first][0], b))
+    return out
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text`` (punctuation-based, abbreviations kept,
-    comma splices split, see ``_CLAUSE_STARTS``)."""
-    return [p for a, b in _split_stops(text) for p in _split_splices(text, a, b)]
+    comma splices split, see ``_CLAUSE_STARTS``; long unpunctuated runs cut at clause starts)."""
+    return [q for a, b in _split_stops(text) for p in _split_splices(text, a, b)
+            for q in _split_long(text, *p)]
 
 
 def _split_stops(text: str) -> list[tuple[int, int]]:
@@ -482,7 +507,7 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
             speakers_all.append(tsp[i])
         norms.extend(seg["norm"])
     emb, ctx, has = embed_with_context(norms, contexts, encoder)
-    P = model.sentence_probs(sentence_inputs(emb, ctx, has, norms), speakers_all)
+    P = model.sentence_probs(sentence_inputs(emb, ctx, has, norms, model.uses_context), speakers_all)
     Q = np.rint(P * 1000).astype(np.int32)
     out = []
     off = 0

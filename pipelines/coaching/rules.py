@@ -106,6 +106,8 @@ class RuleSet:
     # a concern the customer raised as a question is answered by a direct reply
     # (act "answer.direct") among the next `direct_answer_within` sentences; 0 = off
     direct_answer_within: int = 0
+    # a concern is answered within the agent's next `answer_within_turns` turns
+    answer_within_turns: int = 3
 
     @property
     def version(self) -> str:
@@ -358,17 +360,20 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
         r = _check_regex(_expand(_req(cd, "raise", path, rule, str), macros, path, rule, "raise"), path, rule, "raise")
         a = _check_regex(_expand(_req(cd, "answer", path, rule, str), macros, path, rule, "answer"), path, rule, "answer")
         concerns[cn] = Concern(cn, str(cd.get("label", cn)), r, a)
-        cue = [{"act": "concern_cue"}] if "concern_cue" in acts_raw else []
+        # the topic and the cue may sit in different sentences of one turn ("There's a late
+        # fee on there now. Can you take that off?")
+        cue = [{"turn_has": "concern_cue"}] if "concern_cue" in acts_raw else []
         acts[f"concern.{cn}"] = Act(f"concern.{cn}", "customer", {"all": [{"re": r}] + cue})
         acts[f"answer.{cn}"] = Act(f"answer.{cn}", "agent", {"re": a})
 
     direct_within = 0
+    within_turns = 3
     ca = raw.get("concern_answers")
     if ca is not None:
         rule = "concern_answers"
         if not isinstance(ca, dict):
             raise RuleSetError(path, rule, "<mapping>", "expected a mapping")
-        extra = set(ca) - {"direct", "within"}
+        extra = set(ca) - {"direct", "within", "within_turns"}
         if extra:
             raise RuleSetError(path, rule, sorted(extra)[0], "unknown field")
         d = _check_regex(_expand(_req(ca, "direct", path, rule, str), macros, path, rule, "direct"), path, rule, "direct")
@@ -376,6 +381,10 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
         if not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= 20:
             raise RuleSetError(path, rule, "within", "expected a whole number of sentences, 1 to 20")
         direct_within = w
+        wt = ca.get("within_turns", 3)
+        if not isinstance(wt, int) or isinstance(wt, bool) or not 1 <= wt <= 50:
+            raise RuleSetError(path, rule, "within_turns", "expected a whole number of agent turns, 1 to 50")
+        within_turns = wt
         acts["answer.direct"] = Act("answer.direct", "agent", {"re": d})
         acts["concern.question"] = Act("concern.question", "customer", {"question": True})
 
@@ -490,6 +499,15 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
                     raise RuleSetError(path, f"tone.{tn}", "act", f"unknown act {v!r}")
             elif not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise RuleSetError(path, f"tone.{tn}", k, "expected a number")
+    ti = tone["interruptions"]
+    extra = set(ti) - {"min_overlap_s", "max_pause_s", "backchannel", "backchannel_words"}
+    if extra:
+        raise RuleSetError(path, "tone.interruptions", sorted(extra)[0], "unknown field")
+    if "backchannel" in ti:
+        _check_regex(ti["backchannel"], path, "tone.interruptions", "backchannel")
+    bw = ti.get("backchannel_words", 0)
+    if not isinstance(bw, int) or isinstance(bw, bool) or not 0 <= bw <= 10:
+        raise RuleSetError(path, "tone.interruptions", "backchannel_words", "expected a whole number 0 to 10")
     mp = tone["interruptions"].get("max_pause_s", 0.0)
     if not isinstance(mp, (int, float)) or isinstance(mp, bool) or mp < 0:
         raise RuleSetError(path, "tone.interruptions", "max_pause_s", "expected a number >= 0")
@@ -511,7 +529,7 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
 
     sha = hashlib.sha256(data).hexdigest()
     return RuleSet(name=name, human_version=human, sha256=sha, path=path, acts=acts,
-                   direct_answer_within=direct_within,
+                   direct_answer_within=direct_within, answer_within_turns=within_turns,
                    act_order=tuple(order), concerns=concerns, call_types=call_types,
                    classify=cl, tone=tone, sequence=sequence, checks=checks, risks=risks,
                    coaching=coaching, raw=raw)

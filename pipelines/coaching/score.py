@@ -9,6 +9,7 @@ transcript and FEATURES_VERSION, otherwise they are computed (model in numpy, se
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -104,7 +105,8 @@ def _talk_ratio(tr: Transcript, lo_hi: tuple[float, float]) -> dict[str, Any]:
 
 
 def interruptions(tr: Transcript, min_overlap_s: float,
-                  max_pause_s: float = 0.0) -> tuple[list[int], list[int]]:
+                  max_pause_s: float = 0.0, backchannel: str | None = None,
+                  backchannel_words: int = 0) -> tuple[list[int], list[int]]:
     """Indices of agent turns that start while a customer turn is still running (by at
     least ``min_overlap_s``), and of customer turns that start inside an agent turn.
 
@@ -112,14 +114,25 @@ def interruptions(tr: Transcript, min_overlap_s: float,
     turn that starts in such a customer pause, with the customer going on while the agent
     talks, interrupted the customer (and the customer's going on is not an interruption
     of the agent); the same holds the other way round.  Diarization often cuts a turn at
-    exactly the moment the other speaker barges in."""
+    exactly the moment the other speaker barges in.
+
+    A turn of at most ``backchannel_words`` words, every one of them matching
+    ``backchannel`` ("mhm", "okay", "bye bye"), takes no floor: saying goodbye over the
+    caller's goodbye, or "mhm" while they talk, interrupts nobody."""
     turns = tr.turns
+    bc = re.compile(backchannel) if backchannel and backchannel_words > 0 else None
+
+    def is_backchannel(t) -> bool:
+        if bc is None:
+            return False
+        words = re.findall(r"[a-z']+(?:-[a-z']+)*", t.text.lower())
+        return 0 < len(words) <= backchannel_words and all(bc.fullmatch(w) for w in words)
     last_end = {"agent": -1.0, "customer": -1.0}
     other = {"agent": "customer", "customer": "agent"}
     out: dict[str, list[int]] = {"agent": [], "customer": []}
     resumed: set[int] = set()       # turns that carry on a paused turn someone cut into
     for i, t in enumerate(turns):
-        if t.speaker in other and i not in resumed:
+        if t.speaker in other and i not in resumed and not is_backchannel(t):
             o = other[t.speaker]
             if last_end[o] - t.start >= min_overlap_s:
                 out[t.speaker].append(i)
@@ -216,7 +229,8 @@ def _report(tr: Transcript, f: Mapping, speakers: list[str], hits: dict[str, lis
     spec = rs.call_types[call_type]
     talk = _talk_ratio(tr, spec.talk_ratio)
     ti = rs.tone["interruptions"]
-    a_int, c_int = interruptions(tr, float(ti["min_overlap_s"]), float(ti.get("max_pause_s", 0.0)))
+    a_int, c_int = interruptions(tr, float(ti["min_overlap_s"]), float(ti.get("max_pause_s", 0.0)),
+                                 ti.get("backchannel"), int(ti.get("backchannel_words", 0)))
     tone = _tone(call, rs, len(a_int), len(c_int))
 
     moments: list[dict[str, Any]] = []
@@ -244,7 +258,8 @@ def _report(tr: Transcript, f: Mapping, speakers: list[str], hits: dict[str, lis
     for rn in spec.risks:
         rule = rs.risks[rn]
         if "unanswered_concern" in rule.when:
-            un = detectors.unanswered_concerns(hits, rs)
+            un = detectors.unanswered_concerns(
+                hits, rs, {"turn": f["turn"], "speaker": speakers, "norm": f["norm"]})
             concerns_out = [dict(call.evidence(k), concern=rs.concerns[c].label) for k, c in un]
             if not un:
                 continue
