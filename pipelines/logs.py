@@ -163,6 +163,9 @@ def setup(console_level: int, formatter: logging.Formatter, debug_log: str | Non
             handlers.append(fh)
         except OSError:
             debug_log = None
+    for old in root.handlers:
+        if old not in handlers and isinstance(old, logging.FileHandler):
+            old.close()
     root.handlers[:] = handlers
     root.setLevel(logging.DEBUG if debug_log else min(console_level, logging.INFO))
     logging.captureWarnings(True)
