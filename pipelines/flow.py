@@ -676,6 +676,8 @@ def init_ray(config: RunConfig) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=config.num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
+    import ray.data     # configures Ray Data's own console logging: taken off just below
+
     logs.route_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
