@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="json: one JSON object per log line, progress included")
+    _debug_option(s)
 
     t = sub.add_parser("score-transcripts",
                        help="score existing transcripts (no audio): callcoach transcript JSON, Amazon "
@@ -98,7 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     _sse_options(r)
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--log-format", choices=["text", "json"], default="text")
+    _debug_option(r)
     return p
+
+
+def _debug_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug-log", default=None, metavar="FILE",
+                   help="where third-party warnings and debug lines go (default: "
+                        "$TMPDIR/callcoach/debug.log; '' for none)")
 
 
 def _pii_options(p: argparse.ArgumentParser) -> None:
@@ -186,15 +194,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def _setup_logging(args) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def _setup_logging(args) -> str | None:
+    """Console: the job's own lines (and anyone's errors); everything else, third-party
+    warnings included, goes to the debug log (pipelines/logs.py).  Returns its path."""
+    from . import logs
+
     if getattr(args, "log_format", "text") == "json":
-        handler.setFormatter(JsonFormatter())
+        formatter: logging.Formatter = JsonFormatter()
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if args.quiet else logging.INFO)
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    debug_log = args.debug_log
+    if debug_log is None:
+        import tempfile
+
+        debug_log = os.path.join(tempfile.gettempdir(), "callcoach", "debug.log")
+    return logs.setup(logging.WARNING if args.quiet else logging.INFO, formatter,
+                      debug_log or None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
-    _setup_logging(args)
+    debug_log = _setup_logging(args)
     from .flow import run
 
     try:
@@ -230,9 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{done}/{total}] {row['call_id']}: {status} (elapsed {elapsed:.0f}s, eta {eta:.0f}s)",
               flush=True)
 
+    from .logs import StderrFilter
+
     try:
-        summary = run(config, progress=progress, rescore_only=args.command == "rescore",
-                      force=args.force)
+        with StderrFilter(debug_log):
+            summary = run(config, progress=progress, rescore_only=args.command == "rescore",
+                          force=args.force)
     except Exception as exc:
         logging.getLogger("callcoach").exception("fatal: %s", exc)
         print(f"callcoach: fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -240,7 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in summary.to_dict().items() if k != "failures"}), flush=True)
     for f in summary.failures:
         print(f"failed: {f['call_id']} ({f['source_key']}) at {f['stage']}: {f['reason']}", flush=True)
+    if not args.quiet:
+        print(f"dashboard: {_where(args.output, 'dashboard.html')}", flush=True)
+        if debug_log:
+            print(f"debug log: {debug_log}", flush=True)
     return EXIT_PARTIAL if summary.failed else EXIT_OK
+
+
+def _where(output: str, key: str) -> str:
+    return f"{output.rstrip('/')}/{key}"
 
 
 if __name__ == "__main__":

@@ -115,13 +115,31 @@ def call_ids(keys: list[str]) -> dict[str, str]:
     return out
 
 
+def skip_reason(key: str) -> str | None:
+    """Why an input key is not read (None: it is): a part starting with '.' is hidden
+    ('..' and '.' parts could name another object; '.name' is a hidden file)."""
+    parts = key.split("/")
+    if any(p in (".", "..") for p in parts):
+        return "input key refused: it has a '.' or '..' part, which could name another object"
+    if any(p.startswith(".") for p in parts):
+        return "input key skipped: hidden (a part of the key starts with '.')"
+    return None
+
+
 def list_calls(store: Store, limit: int | None = None, since: float | None = None,
-               prefix: str = "") -> list[dict]:
-    objects: list[ObjectInfo] = list(store.list(prefix, AUDIO_EXTENSIONS))
+               prefix: str = "", skipped: list | None = None) -> list[dict]:
+    """The calls under the input, sorted by call_id.  Keys that are not read (hidden, '..')
+    are appended to ``skipped`` (rows with a ``reason``) when a list is given."""
+    objects: list[ObjectInfo] = [o for o in store.list(prefix, AUDIO_EXTENSIONS, hidden=True)
+                                 if since is None or (o.modified or 0) >= since]
     ids = call_ids([o.key for o in objects])
-    rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag}
-            for o in objects if since is None or (o.modified or 0) >= since]
+    rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag,
+             "modified": float(o.modified or 0.0), "reason": skip_reason(o.key)}
+            for o in objects]
     rows.sort(key=lambda r: r["call_id"])
+    if skipped is not None:
+        skipped.extend(dict(r) for r in rows if r["reason"])
+    rows = [r for r in rows if not r.pop("reason")]
     return rows[:limit] if limit else rows
 
 
@@ -141,15 +159,22 @@ def transcript_sidecar_key(key: str) -> str:
 
 
 def list_transcript_files(store: Store, limit: int | None = None, since: float | None = None,
-                          prefix: str = "") -> list[dict]:
+                          prefix: str = "", skipped: list | None = None) -> list[dict]:
+    """Existing transcripts under the input (NAME.meta.json sidecars excluded), like
+    list_calls: sorted by call_id, unread keys appended to ``skipped`` with a reason."""
     from .importers import transcript_suffixes
 
-    objects = [o for o in store.list(prefix, transcript_suffixes())
-               if not o.key.endswith(TRANSCRIPT_SIDECAR)]
+    objects = [o for o in store.list(prefix, transcript_suffixes(), hidden=True)
+               if not o.key.endswith(TRANSCRIPT_SIDECAR)
+               and (since is None or (o.modified or 0) >= since)]
     ids = call_ids([o.key for o in objects])
-    rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag}
-            for o in objects if since is None or (o.modified or 0) >= since]
+    rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag,
+             "modified": float(o.modified or 0.0), "reason": skip_reason(o.key)}
+            for o in objects]
     rows.sort(key=lambda r: r["call_id"])
+    if skipped is not None:
+        skipped.extend(dict(r) for r in rows if r["reason"])
+    rows = [r for r in rows if not r.pop("reason")]
     return rows[:limit] if limit else rows
 
 
@@ -181,8 +206,10 @@ class ImportTranscript:
             return _failed(row, "import", str(exc))
         except Exception as exc:
             return _failed(row, "read", f"{type(exc).__name__}: {exc}")
-        tr = dataclasses.replace(tr, audio=dict(tr.audio, source_key=key, etag=row["etag"],
-                                                size=row["size"]))
+        audio = dict(tr.audio, source_key=key, etag=row["etag"], size=row["size"])
+        if row.get("modified"):         # the file's last-modified time: its day's fallback
+            audio["modified"] = float(row["modified"])
+        tr = dataclasses.replace(tr, audio=audio)
         return _ok(row, transcript=tr.to_json().decode("utf-8"), metadata=json.dumps(metadata),
                    duration_s=float(tr.duration_s))
 
@@ -241,7 +268,7 @@ def _ok(row: dict, **values) -> dict:
 ROW = {"key": "", "call_id": "", "size": 0, "etag": "", "path": "transcribe", "status": "ok",
        "stage": "", "error": "", "metadata": "{}", "pcm": b"", "channels": 0,
        "duration_s": 0.0, "audio": "{}", "transcript": "", "timings": "{}", "table_row": "",
-       "entry": "", "pii": "{}", "insight_row": ""}
+       "entry": "", "pii": "{}", "insight_row": "", "modified": 0.0, "modified_source": ""}
 
 
 def _row(item: dict, **values) -> dict:
@@ -276,7 +303,10 @@ class ReadDecode:
                     if not isinstance(metadata, dict):
                         raise ValueError("sidecar is not a JSON object")
                 except ValueError as exc:
-                    return _failed(row, "sidecar", f"invalid sidecar JSON {skey}: {exc}")
+                    # the audio is fine: score the call without its metadata, and say so
+                    warning = f"sidecar {skey} ignored: not a valid JSON object ({exc})"
+                    log.warning("%s: %s", row["call_id"], warning)
+                    metadata = {"metadata_warning": redact_text(warning, PiiConfig())[0][:500]}
             data = self.store.read(row["key"])
             audio = self._decode(data)
             if audio is None:
@@ -402,6 +432,8 @@ class SpeechActor:
 
 def _with_source(transcript, row, features):
     audio = dict(transcript.audio, source_key=row["key"], etag=row["etag"], size=row["size"])
+    if row.get("modified"):             # the recording's last-modified time: its day's fallback
+        audio["modified"] = float(row["modified"])
     return dataclasses.replace(transcript, audio=audio, features=features)
 
 
@@ -557,12 +589,17 @@ class Score:
         if changed:
             self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", transcript.to_json(),
                              "application/json")
+        warning = (transcript.metadata or {}).get("metadata_warning")
+        if warning:
+            report = dict(report, metadata_warning=warning)
         irow = insight_row(insights, report)
         prefix = f"{REPORTS}/{report['ruleset_version']}/{row['call_id']}"
         self.store.write(prefix + ".json", report_json(report), "application/json")
         self.store.write(prefix + ".html", render_html(report, transcript).encode("utf-8"),
                          "text/html; charset=utf-8")
-        table_row = call_row(report, transcript, source_key=transcript.audio.get("source_key", row["key"]))
+        table_row = call_row(report, transcript, source_key=transcript.audio.get("source_key", row["key"]),
+                             modified=row.get("modified") or None,
+                             modified_source=row.get("modified_source") or "object_mtime")
         entry = Entry(
             call_id=row["call_id"], source_key=str(transcript.audio.get("source_key", row["key"])),
             etag=str(transcript.audio.get("etag", row["etag"])),
@@ -653,6 +690,7 @@ class RunSummary:
     rescored: int = 0         # calls re-scored from their stored transcript
     imported: int = 0         # existing transcripts read in (score-transcripts)
     unchanged: int = 0        # calls skipped: same audio, models and rules
+    skipped: int = 0          # input keys not read (hidden, '..'): each a failure row
     scored: int = 0           # calls with a fresh report this run
     failed: int = 0
     audio_s: float = 0.0      # audio transcribed this run
@@ -670,7 +708,8 @@ class RunSummary:
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "calls": self.calls, "transcribed": self.transcribed,
-                "imported": self.imported, "rescored": self.rescored, "unchanged": self.unchanged, "scored": self.scored,
+                "imported": self.imported, "rescored": self.rescored, "unchanged": self.unchanged,
+                "skipped": self.skipped, "scored": self.scored,
                 "failed": self.failed, "audio_hours": round(self.audio_s / 3600, 4),
                 "wall_s": round(self.wall_s, 1), "real_time_factor": round(self.rtf, 4),
                 "asr_s": round(self.asr_s, 1), "diarize_s": round(self.diarize_s, 1),
@@ -696,12 +735,21 @@ def init_ray(config: RunConfig) -> None:
     for name in shared + (() if address else local_only):
         if os.environ.get(name):
             env[name] = os.environ[name]
+    from . import logs
+
+    # each worker silences known third-party noise at start (pipelines/logs.py)
     kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True,
-                              "runtime_env": {"env_vars": env}}
+                              "runtime_env": {"env_vars": env,
+                                              "worker_process_setup_hook": "pipelines.logs.quiet_worker"},
+                              # with the command's log routing, Ray's records go through it
+                              "configure_logging": not logs.routed()}
     if address:
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=config.num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
+    import ray.data     # configures Ray Data's own console logging: taken off just below
+
+    logs.route_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -822,12 +870,19 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
         ds = ray.data.from_items([_row(c, path="rescore") for c in rescore], override_num_blocks=blocks)
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    ds = ds.map_batches(Score, batch_size=1 if isolate else SCORE_BATCH, batch_format="pyarrow",
+    # batch = block: a transcribed call (one per block) is scored and comes out as soon as
+    # its speech is done, so progress (and ETA) moves call by call, while rescore blocks
+    # (made above) still hold about SCORE_BATCH calls each; a fixed batch_size would hold
+    # finished calls back until SCORE_BATCH of them had arrived.
+    ds = ds.map_batches(Score, batch_size=None, batch_format="pyarrow",
                         fn_constructor_args=(out_uri, config.ruleset, fingerprint, run_id,
                                              config.pii, config.categories,
                                              config.input if config.input_kind == "transcripts" else None),
                         compute=pool(size=2), num_cpus=0.5, **retry)
-    yield from ds.iter_rows()
+    # each block as it comes (no prefetch: it would hold a finished call back until the
+    # next one is ready)
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        yield from batch.to_pylist()
 
 
 def _stream(config: RunConfig, out_uri: str | Store, transcribe: list[dict], rescore: list[dict],
@@ -909,12 +964,14 @@ class _Results:
         return one(self.calls, CALL_COLUMNS), one(self.insights, INSIGHT_COLUMNS)
 
 
-def _finish(out_store: Store, results: _Results, config: RunConfig) -> None:
-    """Fold this run's results into the tables and commit the ledger."""
+def _finish(out_store: Store, results: _Results, config: RunConfig,
+            commit: dict[str, str] | None = None) -> dict:
+    """Fold this run's results into the tables (one Delta commit per table, carrying
+    ``commit``: run_id, rule set...) and commit the ledger.  Returns the tables written."""
     import polars as pl
 
     from .insights.tables import INSIGHT_COLUMNS, build_tables
-    from .tables import CALL_COLUMNS, failures_frame, read_table, write_partitioned, write_tables
+    from .tables import CALL_COLUMNS, failures_frame, read_table, write_table, write_tables
 
     ledger = results.ledger
     new_calls, new_insights = results.frames()
@@ -930,16 +987,20 @@ def _finish(out_store: Store, results: _Results, config: RunConfig) -> None:
                                 "reason": e.reason, "size_bytes": e.size, "etag": e.etag}
                                for e in sorted(ledger.values(), key=lambda e: e.call_id)
                                if e.status != "scored"])
-    write_tables(out_store, calls, failures)
+    write_tables(out_store, calls, failures, metadata=commit)
 
     insights = read_table(out_store, "insights", INSIGHT_COLUMNS)
     if drop:
         insights = insights.filter(~pl.col("call_id").is_in(drop))
     if new_insights.height:
         insights = pl.concat([insights, new_insights], how="vertical_relaxed")
-    for name, df in build_tables(insights, calls, as_of=config.as_of).items():
-        write_partitioned(out_store, name, df)
+    tables = {"calls": calls, "failures": failures,
+              **build_tables(insights, calls, as_of=config.as_of)}
+    for name, df in tables.items():
+        if name not in ("calls", "failures"):
+            write_table(out_store, name, df, metadata=commit)
     ledger_mod.commit(out_store, ledger)
+    return tables
 
 
 def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: bool = False
@@ -969,15 +1030,19 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
                 the_plan.rescore.append(c)
             else:
                 the_plan.unchanged.append(c)
-    else:
+    skipped: list[dict] = []
+    if not rescore_only:
         lister = list_transcript_files if importing else list_calls
-        calls = lister(open_store(config.input), config.limit, config.since, config.prefix)
-        calls = _disambiguate(calls, ledger)
+        calls = lister(open_store(config.input), config.limit, config.since, config.prefix,
+                       skipped=skipped)
+        both = _disambiguate(calls + skipped, ledger)
+        calls, skipped = both[:len(calls)], both[len(calls):]
         the_plan = plan(calls, ledger, fingerprint, ruleset_version, force, categories_version,
                         acts_version)
 
     summary = RunSummary(run_id=run_id, calls=len(calls), unchanged=len(the_plan.unchanged),
                          ruleset_version=ruleset_version, pii_config=config.pii.describe())
+    _record_skipped(skipped, ledger, summary, run_id)
     log.info("run %s: %d calls: %d to transcribe, %d to re-score, %d unchanged", run_id,
              len(calls), len(the_plan.transcribe), len(the_plan.rescore), len(the_plan.unchanged))
     results = _Results(ledger, pending_rows, pending_insights)
@@ -1006,12 +1071,45 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
                                          "stage": out["stage"], "reason": out["error"]})
             if progress:
                 progress(results.count, todo, out)
-    _finish(out_store, results, config)
+    commit = {"run_id": run_id, "command": "rescore" if rescore_only else "score",
+              "ruleset_version": ruleset_version, "categories_version": categories_version}
+    tables = _finish(out_store, results, config, commit)
     summary.wall_s = time.perf_counter() - started
     doc = json.dumps(summary.to_dict(), indent=1).encode()
     out_store.write(f"runs/{run_id}.json", doc, "application/json")
     out_store.write("runs/latest.json", doc, "application/json")
+    _write_dashboards(out_store, tables, summary)
     return summary
+
+
+def _write_dashboards(out_store: Store, tables: dict, summary: RunSummary) -> None:
+    """The supervisor's pages: runs/<run_id>/dashboard.html and dashboard.html (latest).
+    A page that cannot be written is logged, never fails a run whose tables are committed."""
+    from .dashboard import write_dashboards
+
+    try:
+        write_dashboards(out_store, tables, summary.to_dict())
+    except Exception:
+        log.exception("could not write the dashboard")
+
+
+def _record_skipped(skipped: list[dict], ledger: dict[str, Entry], summary: RunSummary,
+                    run_id: str) -> None:
+    """Input keys that are not read (hidden, '..'): counted in the summary every run, and
+    one failure row each (a ledger entry, stage "key"); a new one counts as failed once."""
+    for c in skipped:
+        summary.skipped += 1
+        log.warning("input %r not read: %s", c["key"], c["reason"])
+        e = ledger.get(c["call_id"])
+        if e is not None and e.status == "failed" and e.stage == "key" \
+                and e.same_input(c["key"], c["etag"], c["size"]):
+            continue
+        ledger[c["call_id"]] = Entry(call_id=c["call_id"], source_key=c["key"], etag=c["etag"],
+                                     size=int(c["size"]), status="failed", stage="key",
+                                     reason=c["reason"], run_id=run_id)
+        summary.failed += 1
+        summary.failures.append({"call_id": c["call_id"], "source_key": c["key"],
+                                 "stage": "key", "reason": c["reason"]})
 
 
 def _with_lost_calls(rows: Iterator[dict], planned: list[dict], config: RunConfig,
@@ -1066,5 +1164,8 @@ def _stored_transcripts(store: Store, ledger: dict[str, Entry]) -> list[dict]:
         e = ledger.get(call_id)
         calls.append({"key": e.source_key if e else "", "call_id": call_id,
                       "size": e.size if e else 0, "etag": e.etag if e else "",
+                      # a day's last resort, for transcripts made before they recorded the
+                      # recording's last-modified time (tables.call_start)
+                      "modified": float(obj.modified or 0.0), "modified_source": "transcript_mtime",
                       "entry": json.dumps(dataclasses.asdict(e)) if e else ""})
     return sorted(calls, key=lambda c: c["call_id"])

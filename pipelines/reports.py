@@ -106,6 +106,9 @@ def render_html(report: Mapping, transcript: Transcript | None = None) -> str:
                f'team {_e(report.get("team") or "?")} · {_e(report.get("started_at") or "")}<br>'
                f'rules {_e(report.get("ruleset_version"))} · ASR {_e(models.get("asr"))} · '
                f'diarization {_e(models.get("diarization"))} · schema {_e(report.get("schema_version"))}</div>')
+    if report.get("metadata_warning"):
+        out.append(f'<div class="card" id="metadata-warning" style="border-left:4px solid #e0802b">'
+                   f'Metadata: {_e(report["metadata_warning"])}</div>')
 
     agent = tr.get("agent")
     lo, hi = (tr.get("expected") or [None, None])[:2]

@@ -35,7 +35,8 @@ class ObjectInfo:
 class Store(Protocol):
     root: str
 
-    def list(self, prefix: str = "", suffixes: tuple[str, ...] | None = None) -> Iterator[ObjectInfo]: ...
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] | None = None,
+             hidden: bool = False) -> Iterator[ObjectInfo]: ...
     def read(self, key: str) -> bytes: ...
     def write(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
     def exists(self, key: str) -> bool: ...
@@ -87,7 +88,10 @@ class LocalStore:
             raise ValueError(f"storage key escapes the root: {key!r}")
         return path
 
-    def list(self, prefix: str = "", suffixes=None) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", suffixes=None, hidden: bool = False) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix``, sorted by key.  Hidden ones (a part of the key starts
+        with '.') and temp files are left out unless ``hidden``: then hidden ones are
+        listed too (the job counts and reports the input keys it does not read)."""
         # The prefix is a key too: validated, so list("../x") cannot walk outside the root.
         base = self._path(_prefix_key(prefix)) if _prefix_key(prefix) else self._root
         if not base.is_dir():
@@ -95,9 +99,10 @@ class LocalStore:
         suffixes = _suffixes(suffixes)
         found: list[ObjectInfo] = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            if not hidden:
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
-                if name.startswith(".") or name.endswith(".tmp"):
+                if name.endswith(".tmp") or (name.startswith(".") and not hidden):
                     continue
                 if suffixes and not name.lower().endswith(suffixes):
                     continue
@@ -246,7 +251,7 @@ class S3Store:
     def _key(self, key: str) -> str:
         return join(self.prefix, safe_key(key)) if self.prefix else safe_key(key)
 
-    def list(self, prefix: str = "", suffixes=None) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", suffixes=None, hidden: bool = False) -> Iterator[ObjectInfo]:
         prefix = _prefix_key(prefix)
         full = join(self.prefix, prefix) if prefix else self.prefix
         if full:
@@ -261,7 +266,8 @@ class S3Store:
                     if not key or key.endswith("/"):
                         continue
                     # hidden files and anything under a hidden folder, as LocalStore skips them
-                    if name.startswith(".") or any(p.startswith(".") for p in key.split("/")):
+                    if not hidden and (name.startswith(".")
+                                       or any(p.startswith(".") for p in key.split("/"))):
                         continue
                     if suffixes and not name.lower().endswith(suffixes):
                         continue
@@ -322,6 +328,35 @@ class S3Store:
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def delta_options(self, write: bool = False) -> dict[str, str]:
+        """object_store options (deltalake, Polars) reaching this bucket as boto3 does:
+        endpoint, region and credentials of the standard AWS environment; for writes, this
+        store's server-side encryption and conditional puts (put-if-absent of each Delta
+        log entry: of two writers committing the same version, one is refused)."""
+        import boto3
+
+        session = boto3.session.Session()
+        opts = {"aws_region": session.region_name or self.client.meta.region_name or "us-east-1"}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            opts["aws_endpoint_url"] = endpoint
+            if endpoint.startswith("http://"):
+                opts["aws_allow_http"] = "true"
+        creds = session.get_credentials()
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            opts["aws_access_key_id"] = frozen.access_key
+            opts["aws_secret_access_key"] = frozen.secret_key
+            if frozen.token:
+                opts["aws_session_token"] = frozen.token
+        if write:
+            opts["aws_conditional_put"] = "etag"
+            if self.sse.get("ServerSideEncryption"):
+                opts["aws_server_side_encryption"] = self.sse["ServerSideEncryption"]
+            if self.sse.get("SSEKMSKeyId"):
+                opts["aws_sse_kms_key_id"] = self.sse["SSEKMSKeyId"]
+        return opts
 
 
 def _reraise(exc: Exception, root: str):

@@ -186,14 +186,60 @@ class S3Target:
 
 # -- normalising outputs for comparison -------------------------------------------------
 
+def delta_files(objects: dict[str, bytes]) -> dict[str, list[str]]:
+    """{table prefix: keys of its live data files} for every Delta table among ``objects``,
+    from a replay of its log (files of older versions, kept for time travel, are not live)."""
+    from urllib.parse import unquote
+
+    logs: dict[str, list[str]] = {}
+    for key in objects:
+        m = re.match(r"(tables/[^/]+)/_delta_log/(\d{20})\.json$", key)
+        if m:
+            logs.setdefault(m.group(1), []).append(key)
+    live = {}
+    for table, keys in logs.items():
+        files: set[str] = set()
+        for k in sorted(keys):
+            for line in objects[k].decode().splitlines():
+                if not line.strip():
+                    continue
+                action = json.loads(line)
+                if "add" in action:
+                    files.add(unquote(action["add"]["path"]))
+                elif "remove" in action:
+                    files.discard(unquote(action["remove"]["path"]))
+        live[table] = sorted(f"{table}/{p}" for p in files)
+    return live
+
+
+def _rows(objects: dict[str, bytes], keys: list[str]):
+    """(columns, sorted rows) of Parquet files, each row with its partition folder."""
+    import polars as pl
+
+    columns, rows = (), []
+    for key in keys:
+        df = pl.read_parquet(io.BytesIO(objects[key]))
+        part = "/".join(p for p in key.split("/")[2:-1])
+        columns = tuple(df.columns)
+        rows += [(part, *(repr(v) for v in r)) for r in df.iter_rows()]
+    return columns, tuple(sorted(rows))
+
+
 def normalise(objects: dict[str, bytes]) -> dict[str, object]:
     """What must be identical between two runs, per key.  Parquet files become sorted
-    row lists (a multiset of rows); the ledger loses its run_id column."""
+    row lists (a multiset of rows); the ledger loses its run_id column; a Delta table is
+    the rows of its live files (file names and log entries carry ids and times); the
+    dashboards, which name the run, are left out like the run summaries."""
     import polars as pl
 
     out: dict[str, object] = {}
+    tables = delta_files(objects)
+    for table, keys in tables.items():
+        out[table + "/"] = _rows(objects, keys)
     for key, data in objects.items():
-        if key.startswith("runs/"):
+        if key.startswith("runs/") or key == "dashboard.html":
+            continue
+        if any(key.startswith(t + "/") for t in tables):
             continue
         if key.endswith(".parquet"):
             df = pl.read_parquet(io.BytesIO(data))
@@ -212,8 +258,10 @@ def check_invariants(objects: dict[str, bytes]) -> list[str]:
 
     problems = []
     ids: list[str] = []
+    live = delta_files(objects).get("tables/calls")
     for key, data in objects.items():
-        if key.startswith("tables/calls/") and key.endswith(".parquet"):
+        if key.startswith("tables/calls/") and key.endswith(".parquet") \
+                and (live is None or key in live):
             ids += pl.read_parquet(io.BytesIO(data))["call_id"].to_list()
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:

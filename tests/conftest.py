@@ -1,6 +1,8 @@
 """Shared fixtures: a real local S3 API (moto's threaded server) for storage and model tests.
 
 ``s3_server``  session-wide moto server; returns its endpoint URL (http://127.0.0.1:PORT).
+``s3_process_server``  the same server in a process of its own (deltalake calls that hold
+               the GIL, e.g. ``DeltaTable.history``, would stall a server thread in ours).
 ``s3_bucket``  a fresh, empty bucket per test; the standard AWS environment variables
                (AWS_ENDPOINT_URL, credentials, region) point at the server for the test's
                duration, so ``boto3.client("s3")`` and ``S3Store`` reach it unchanged.
@@ -27,6 +29,35 @@ def s3_server():
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_process_server():
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):                         # up to ~20 s for the server to listen
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail("moto server did not start")
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def use_local_s3(mp: pytest.MonkeyPatch, endpoint: str, scratch) -> None:

@@ -137,9 +137,9 @@ def test_a_call_that_kills_its_worker_every_time_becomes_a_failure_row(tmp_path)
     [failure] = summary.failures
     assert failure["call_id"] == POISON and failure["stage"] == "worker"
     assert "died 2 times" in failure["reason"] and "out of memory" in failure["reason"]
-    failures = pl.read_parquet(out / "tables" / "failures")
+    failures = pl.read_delta(str(out / "tables" / "failures"))
     assert failures["call_id"].to_list() == [POISON] and failures["stage"].to_list() == ["worker"]
-    calls = pl.read_parquet(out / "tables" / "calls", hive_partitioning=True)
+    calls = pl.read_delta(str(out / "tables" / "calls"))
     assert sorted(calls["call_id"]) == [f"call-{i:04d}" for i in range(6) if i != 2]
     ledger, pending, _ = load(__import__("pipelines.storage", fromlist=["LocalStore"]).LocalStore(out))
     assert ledger[POISON].status == "failed" and ledger[POISON].stage == "worker"

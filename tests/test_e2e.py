@@ -122,10 +122,10 @@ def test_report_has_contract_fields_and_talk_ratio_close_to_truth(run_dirs, name
 
 def test_tables_have_one_row_per_call_and_a_failure_row_per_bad_file(run_dirs):
     _, out, _ = run_dirs
-    calls = pl.read_parquet(out / "tables" / "calls")
+    calls = pl.read_delta(str(out / "tables" / "calls"))
     assert sorted(calls["call_id"].to_list()) == sorted(GOOD)
     assert calls.filter(pl.col("call_id") == "sample-01-escalation")["team"].item() is not None
-    failures = pl.read_parquet(out / "tables" / "failures")
+    failures = pl.read_delta(str(out / "tables" / "failures"))
     reasons = dict(zip(failures["source_key"], failures["reason"]))
     assert set(reasons) == {"not-audio.wav", "empty.flac"}
     assert "empty" in reasons["empty.flac"]

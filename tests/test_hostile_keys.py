@@ -165,13 +165,15 @@ def _ledger(store) -> pl.DataFrame:
 def test_hostile_names_get_unique_stable_ids_and_nothing_escapes(runs, label):
     base, s3, results = runs
     first, second, config = results[label]
-    # keys with a part starting with '.' ('..' included) are hidden: never listed, never read
-    names = [k for k in (LOCAL_NAMES if label == "local" else S3_KEYS)
-             if not any(p.startswith(".") for p in k.split("/"))]
+    # keys with a part starting with '.' ('..' included) are never read, but each is
+    # counted in the summary and gets a failure row saying why
+    names = list(LOCAL_NAMES if label == "local" else S3_KEYS)
+    hidden = [k for k in names if any(p.startswith(".") for p in k.split("/"))]
+    assert len(hidden) == (0 if label == "local" else 3)
     store = LocalStore(config.output) if label == "local" else S3Store(config.output)
 
     # every input is one call: scored, or one failure row with a reason
-    assert first.calls == len(names)
+    assert first.calls == len(names) - len(hidden) and first.skipped == len(hidden)
     assert first.scored == 2 and first.failed == len(names) - 2
     ledger = _ledger(store)
     assert ledger.height == len(names)
@@ -179,11 +181,13 @@ def test_hostile_names_get_unique_stable_ids_and_nothing_escapes(runs, label):
     assert ledger["call_id"].str.to_lowercase().n_unique() == len(names)
     assert all(SAFE_ID.match(c) for c in ledger["call_id"])
     refused = ledger.filter(pl.col("stage") == "key")
-    assert refused.height == (2 if label == "local" else 3)
+    assert refused.height == (2 if label == "local" else 6)
     assert all(r.startswith("input key refused") for r in refused["reason"])
+    assert sorted(refused.filter(pl.col("source_key").is_in(hidden))["source_key"]) == sorted(hidden)
 
     # stable: the second run over the same inputs re-processes nothing, ids unchanged
-    assert second.calls == len(names) and second.unchanged == len(names)
+    assert second.calls == len(names) - len(hidden) and second.unchanged == len(names) - len(hidden)
+    assert second.skipped == len(hidden)                 # counted every run, failed once
     assert second.transcribed == 0 and second.failed == 0
     assert _ledger(store).sort("call_id")["call_id"].to_list() == ledger.sort("call_id")["call_id"].to_list()
 

@@ -220,24 +220,26 @@ def test_empty_inputs_keep_their_schemas():
         assert df.is_empty() and df.schema == pl.Schema(TABLES[name]), name
 
 
-def test_rows_survive_json_and_tables_round_trip_parquet(series, tmp_path):
+def test_rows_survive_json_and_tables_round_trip_delta(series, tmp_path):
     """insight_row is JSON-safe (it travels in ledger entries like call rows), and every
-    table is written and read back by the existing Hive-partitioned writer."""
+    table is written and read back as a Delta table partitioned by day."""
     from pipelines.storage import LocalStore
-    from pipelines.tables import read_table, write_partitioned
+    from pipelines.tables import read_table, write_table
 
     back = insights_frame(json.loads(json.dumps(series["rows"])))
     assert_frame_equal(back, series["insights"])
     out = build_tables(series["insights"], series["calls_table"])
     store = LocalStore(tmp_path)
     for name, df in out.items():
-        assert write_partitioned(store, name, df) == df.height
+        assert write_table(store, name, df) == df.height
         sort = [c for c in ("day", "call_id", "commitment_id", "category", "team", "agent_id") if c in df.columns]
         assert_frame_equal(read_table(store, name, TABLES[name]).sort(sort, nulls_last=True),
                            df.sort(sort, nulls_last=True))
-    keys = sorted(o.key for o in store.list("tables/recurring_issues", (".parquet",)))
-    assert keys == ["tables/recurring_issues/day=2025-03-03/part-00000.parquet",
-                    "tables/recurring_issues/day=2025-03-10/part-00000.parquet"]
+    days = sorted({o.key.split("/")[2] for o in store.list("tables/recurring_issues", (".parquet",))})
+    assert days == ["day=2025-03-03", "day=2025-03-10"]
+    for name in out:                                      # typed counts, never UInt32
+        schema = pl.read_delta(store.url(f"tables/{name}")).schema
+        assert not any(t in (pl.UInt32, pl.Int32) for t in schema.values()), name
     # build_tables keeps only calls present in the calls table (a call that later failed)
     fewer = build_tables(series["insights"], series["calls_table"].filter(pl.col("call_id") != "A2"))
     assert "A2" not in fewer["insights"]["call_id"].to_list()

@@ -67,11 +67,11 @@ def _keys(client, prefix: str) -> list[str]:
 
 
 def _table(endpoint, name: str) -> pl.DataFrame:
-    """Read a table straight from the output prefix, as a BI tool would (Polars over S3)."""
+    """Read a table straight from the output prefix, as a BI tool would (Polars over S3,
+    the Delta table's latest version)."""
     opts = {"aws_endpoint_url": endpoint, "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing", "aws_region": "us-east-1", "allow_http": "true"}
-    return pl.read_parquet(f"s3://coaching-out/nightly/tables/{name}/**/*.parquet",
-                           storage_options=opts, hive_partitioning=True)
+    return pl.read_delta(f"s3://coaching-out/nightly/tables/{name}", storage_options=opts)
 
 
 def _reports(client, version: str) -> list[dict]:

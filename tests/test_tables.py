@@ -10,11 +10,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from pipelines.contract import AREAS, CHECKS, ESCALATION_CHECKS, HANDOFF_CHECKS, RISKS
 from pipelines.storage import LocalStore
-from pipelines.tables import (AGGREGATES, CALL_COLUMNS, FAILURE_COLUMNS, aggregate, call_row,
-                              calls_frame, write_tables)
+from pipelines.tables import (AGGREGATES, CALL_COLUMNS, FAILURE_COLUMNS, aggregate, call_day,
+                              call_row, calls_frame, history, read_table, write_table,
+                              write_tables)
 from pipelines.transcript import Transcript
 
 D1, D2 = date(2024, 3, 4), date(2024, 3, 5)
@@ -130,8 +132,9 @@ def test_call_row_flattens_a_report():
     rows = {r["call_id"]: r for r in make_rows()}
     c1 = rows["c1"]
     assert set(c1) == set(CALL_COLUMNS)
-    assert (c1["agent_id"], c1["team"], c1["started_at"], c1["day"]) == \
-        ("A1", "billing", "2024-03-04T09:15:00Z", "2024-03-04")
+    assert (c1["agent_id"], c1["team"], c1["started_at"], c1["day"], c1["day_source"]) == \
+        ("A1", "billing", "2024-03-04T09:15:00+00:00", "2024-03-04", "sidecar")
+    assert c1["metadata_warning"] is None
     assert (c1["talk_ratio_agent"], c1["talk_ratio_expected_lo"], c1["talk_ratio_expected_hi"],
             c1["talk_ratio_within_expected"]) == (0.35, 0.30, 0.40, True)
     assert c1["check_issue_acknowledged"] is True
@@ -152,8 +155,15 @@ def test_call_row_flattens_a_report():
     assert (c2["agent_id"], c2["team"], c2["day"], c2["language"], c2["role_confidence"]) == \
         ("A1", "billing", "2024-03-04", "en", 0.91)
     assert rows["c3"]["risks"] == 2 and rows["c3"]["risk_concern_not_addressed"] is True
-    # day follows the call's own clock (10:00 at +01:00 is still the 5th)
-    assert rows["c6"]["day"] == "2024-03-05"
+    # started_at in UTC: 10:00 at +01:00 is 09:00 UTC, still the 5th
+    assert (rows["c6"]["started_at"], rows["c6"]["day"]) == ("2024-03-05T09:00:00+00:00", "2024-03-05")
+
+
+def test_day_is_the_utc_day_of_the_start():
+    assert str(call_day("2024-03-05T00:30:00+02:00")) == "2024-03-04"   # 22:30 UTC the day before
+    assert str(call_day("2024-03-04T23:30:00-05:00")) == "2024-03-05"
+    assert str(call_day("2024-03-04T23:30:00")) == "2024-03-04"         # no offset: UTC
+    assert call_day("yesterday afternoon") is None
 
 
 def test_rows_survive_json_like_the_flow_sends_them():
@@ -164,13 +174,28 @@ def test_rows_survive_json_like_the_flow_sends_them():
     assert calls_frame(via_json)["day"].to_list() == [D1, D1, D1, D1, D2, D2]
 
 
-def test_missing_or_bad_start_time_gives_null_day():
+def test_missing_or_bad_start_time_takes_the_recordings_last_modified_time():
+    mtime = 1709510400.0 + 3600 * 23.5            # 2024-03-04T23:30:00Z
+    recorded = Transcript(call_id="x", duration_s=1.0, turns=(), audio={"modified": mtime})
     for started in (None, "", "yesterday afternoon"):
-        row = call_row({"call_id": "x", "started_at": started, "call_type": "standard"})
-        assert row["day"] is None
+        row = call_row({"call_id": "x", "started_at": started, "call_type": "standard"}, recorded)
+        assert (row["started_at"], row["day"], row["day_source"]) == \
+            ("2024-03-04T23:30:00+00:00", "2024-03-04", "object_mtime")
+    # a transcript stored before it recorded the time: the caller's fallback and its source
+    row = call_row({"call_id": "x", "call_type": "standard"}, modified=mtime,
+                   modified_source="transcript_mtime")
+    assert (row["day"], row["day_source"]) == ("2024-03-04", "transcript_mtime")
+    # nothing at all: no day (write_table files such rows under 1970-01-01, never NULL)
     frame = calls_frame([call_row({"call_id": "x", "call_type": "standard"})])
     assert frame["day"].to_list() == [None] and frame.schema == pl.Schema(CALL_COLUMNS)
     assert frame["risks"].to_list() == [0] and frame["check_warm_handoff"].to_list() == [None]
+
+
+def test_metadata_warning_travels_from_the_transcript():
+    t = Transcript(call_id="x", duration_s=1.0, turns=(),
+                   metadata={"metadata_warning": "sidecar x.json ignored: not valid JSON"})
+    row = call_row({"call_id": "x", "call_type": "standard"}, t)
+    assert row["metadata_warning"] == "sidecar x.json ignored: not valid JSON"
 
 
 # -- aggregates --------------------------------------------------------------------------
@@ -215,7 +240,7 @@ def test_aggregate_per_agent_and_day():
     assert a1["moments_control"] == 1 and a1["moments_listening"] == 1
 
 
-# -- the Parquet tables ------------------------------------------------------------------
+# -- the Delta tables --------------------------------------------------------------------
 
 @pytest.fixture
 def written(tmp_path):
@@ -225,11 +250,9 @@ def written(tmp_path):
 
 
 def _read(store, name):
-    """The table as BI tools read it: the whole folder, Hive partitions (day=...) included.
-
-    A Hive partition value is text in the path (BI tools declare it a date), and readers
-    put partition columns last: both are put back to the writer's logical schema here so
-    the figures below compare exactly."""
+    """The table as BI tools read it: a Delta table, read by Polars and by deltalake's
+    pyarrow reader.  Readers put partition columns last: put back to the writer's order
+    here so the figures below compare exactly."""
     path = store.url(f"tables/{name}")
     order = (list(CALL_COLUMNS) if name == "calls" else list(FAILURE_COLUMNS) if name == "failures"
              else aggregate(calls_frame([]), AGGREGATES[name]).columns)
@@ -241,8 +264,8 @@ def _read(store, name):
             df = df.with_columns(pl.col("day").cast(pl.String).str.to_date())
         return df.select(order).sort(keys, nulls_last=True)
 
-    df = logical(pl.read_parquet(path, hive_partitioning=True))
-    table = logical(pl.from_arrow(pq.read_table(path, partitioning="hive"))).to_arrow()
+    df = logical(pl.read_delta(path))
+    table = logical(pl.from_arrow(DeltaTable(path).to_pyarrow_table())).to_arrow()
     return df, table
 
 
@@ -251,12 +274,17 @@ def test_write_tables_counts_and_files(written):
     assert counts == {"calls": 6, "failures": 2, "agent_daily": 5, "team_daily": 4,
                       "call_type_daily": 5}
     keys = [o.key for o in store.list("tables")]
-    assert "tables/failures/part-00000.parquet" in keys
-    for n in ("calls", "agent_daily", "team_daily", "call_type_daily"):   # Hive layout by day
-        assert [k for k in keys if k.startswith(f"tables/{n}/")] == [
-            f"tables/{n}/day=2024-03-04/part-00000.parquet",
-            f"tables/{n}/day=2024-03-05/part-00000.parquet"]
-    meta = pq.ParquetFile(store.url("tables/calls/day=2024-03-04/part-00000.parquet")).metadata
+    for n in ("calls", "failures", "agent_daily", "team_daily", "call_type_daily"):
+        assert f"tables/{n}/_delta_log/00000000000000000000.json" in keys      # one commit
+        assert not any(k.endswith("00000000000000000001.json") for k in keys)
+    data = [k for k in keys if k.endswith(".parquet")]
+    assert not any("__HIVE_DEFAULT_PARTITION__" in k for k in data)
+    assert all(k.count("/") == 2 for k in data if k.startswith("tables/failures/"))   # no day
+    for n in ("calls", "agent_daily", "team_daily", "call_type_daily"):   # partitioned by day
+        days = sorted({k.split("/")[2] for k in data if k.startswith(f"tables/{n}/")})
+        assert days == ["day=2024-03-04", "day=2024-03-05"], n
+    d1 = [k for k in data if k.startswith("tables/calls/day=2024-03-04/")]
+    meta = pq.ParquetFile(store.url(d1[0])).metadata
     assert meta.num_rows == 4 and meta.row_group(0).column(0).compression == "ZSTD"
 
 
@@ -365,9 +393,45 @@ def test_empty_input_writes_readable_tables_with_the_full_schema(tmp_path, writt
                            *[f"moments_{a}" for a in AREAS]]
 
 
-def test_rewrite_replaces_tables(written):
+def test_rewrite_replaces_tables_in_one_commit_and_keeps_the_old_version(written):
     store, _ = written
-    assert write_tables(store, make_rows()[:1], [])["calls"] == 1
+    assert write_tables(store, make_rows()[:1], [],
+                        metadata={"run_id": "r2", "ruleset_version": "v2"})["calls"] == 1
     df, _ = _read(store, "calls")
     assert df["call_id"].to_list() == ["c1"]
     assert _read(store, "failures")[0].height == 0
+    # time travel: version 0 is the table before the rewrite
+    old = read_table(store, "calls", CALL_COLUMNS, version=0)
+    assert sorted(old["call_id"]) == ["c1", "c2", "c3", "c4", "c5", "c6"]
+    h = history(store, "calls")
+    assert [c["version"] for c in h] == [1, 0]
+    assert (h[0]["run_id"], h[0]["ruleset_version"]) == ("r2", "v2")
+
+
+def test_types_counts_int64_and_start_a_utc_timestamp(written):
+    store, _ = written
+    assert read_table(store, "calls", CALL_COLUMNS).schema["started_at"] == pl.Datetime("us", "UTC")
+    raw = pl.read_delta(store.url("tables/calls"))
+    assert raw.schema["started_at"] == pl.Datetime("us", "UTC")
+    for name in AGGREGATES:
+        df = pl.read_delta(store.url(f"tables/{name}"))
+        assert df.schema["calls"] == pl.Int64, name
+        assert all(df.schema[c] == pl.Int64 for c in df.columns if c.startswith(("risk_", "moments_")))
+
+
+def test_a_table_of_the_older_parquet_layout_is_converted(tmp_path):
+    """Tables written before Delta (day=.../part-00000.parquet) are read once and replaced."""
+    import io
+
+    store = LocalStore(tmp_path)
+    legacy = calls_frame(make_rows()).with_columns(pl.col("started_at").dt.to_string("%Y-%m-%dT%H:%M:%S%z"))
+    for (day,), part in legacy.group_by("day"):
+        buf = io.BytesIO()
+        part.drop("day", "day_source", "metadata_warning").write_parquet(buf)
+        store.write(f"tables/calls/day={day}/part-00000.parquet", buf.getvalue())
+    old = read_table(store, "calls", CALL_COLUMNS)
+    assert old.height == 6 and old.schema == pl.Schema(CALL_COLUMNS)
+    write_table(store, "calls", old)
+    assert not any(o.key.endswith("/part-00000.parquet") for o in store.list("tables/calls"))
+    assert read_table(store, "calls", CALL_COLUMNS).sort("call_id")["started_at"].equals(
+        old.sort("call_id")["started_at"])

@@ -4,7 +4,7 @@ Inputs are the per-call ``insights`` table (rows from ``insight_row``) and the `
 table of ``pipelines.tables`` (the authority for agent, team, day, call type, checks and
 risks of every scored call).  Every function returns its schema even with no rows, is
 deterministic (sorted output, no clock: "as of" is the latest call start unless given),
-and carries a ``day`` Date column so ``pipelines.tables.write_partitioned`` can write it.
+and carries a ``day`` Date column so ``pipelines.tables.write_table`` can partition it.
 
 insights               one row per call: category, trigger, tickets, commitments (INSIGHT_COLUMNS)
 recurring_issues       per ISO week, category, team: calls, escalation rate, recovered share,
@@ -19,7 +19,8 @@ Definitions (docs/insights.md):
   for ``root_cause_explained``, was not applicable);
 - recovered escalation: recovered, call type ``escalation``;
 - clean handoff: call type ``handoff``, no check failed, no risk;
-- ISO week of a call: of its local calendar day (``started_at`` in its own offset).
+- day of a call: ``pipelines.tables.call_day`` (the UTC day of its start; the calls table
+  is the authority); its ISO week is the ISO week of that day.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import polars as pl
 
 from ..contract import CHECKS
-from ..tables import _day
+from ..tables import _day, conform, parse_utc
 from .due import call_clock
 
 ESCALATED = ("escalation", "handoff")
@@ -40,7 +41,7 @@ COMMITMENT_STRUCT = pl.Struct({"t": pl.Float64, "quote": pl.String, "due": pl.St
 
 INSIGHT_COLUMNS: dict[str, pl.DataType] = {
     "call_id": pl.String, "agent_id": pl.String, "team": pl.String, "customer_id": pl.String,
-    "started_at": pl.String, "started_at_utc": UTC_US, "day": pl.Date, "week_start": pl.Date,
+    "started_at": UTC_US, "started_at_utc": UTC_US, "day": pl.Date, "week_start": pl.Date,
     "iso_week": pl.String, "call_type": pl.String,
     "category": pl.String, "category_confidence": pl.Float64,
     "category_evidence_t": pl.Float64, "category_evidence_speaker": pl.String,
@@ -159,7 +160,7 @@ def insights_frame(rows: Sequence[Mapping]) -> pl.DataFrame:
     """Rows of ``insight_row`` (or read back from JSON) -> the ``insights`` table."""
     if not rows:
         return pl.DataFrame(schema=INSIGHT_COLUMNS)
-    conv = {"day", "week_start", "started_at_utc"}
+    conv = {"day", "week_start", "started_at_utc", "started_at"}
     data = [{k: r.get(k) for k in INSIGHT_COLUMNS if k not in conv} for r in rows]
     df = pl.DataFrame(data, schema={k: v for k, v in INSIGHT_COLUMNS.items() if k not in conv},
                       orient="row")
@@ -168,6 +169,7 @@ def insights_frame(rows: Sequence[Mapping]) -> pl.DataFrame:
         "week_start": pl.Series([r.get("week_start") for r in rows], dtype=pl.String).str.to_date(),
         "started_at_utc": pl.Series([r.get("started_at_utc") for r in rows], dtype=pl.String)
         .str.to_datetime(time_zone="UTC", time_unit="us"),
+        "started_at": pl.Series([parse_utc(r.get("started_at")) for r in rows], dtype=UTC_US),
     })
     return pl.concat([df, extra], how="horizontal").select(list(INSIGHT_COLUMNS))
 
@@ -177,7 +179,7 @@ def _empty(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
 
 
 def _conform(df: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    return df.select([pl.col(c).cast(t) for c, t in schema.items()])
+    return conform(df, schema)
 
 
 def _week_cols(day: str = "day") -> list[pl.Expr]:
@@ -195,8 +197,7 @@ def _not_failed() -> pl.Expr:
 def _calls_view(calls: pl.DataFrame) -> pl.DataFrame:
     return calls.select(
         "call_id", "agent_id", "team", "day", "call_type", "risks",
-        pl.col("started_at").str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
-        .alias("started_at_utc"),
+        pl.col("started_at").cast(UTC_US).alias("started_at_utc"),
         pl.col("call_type").is_in(list(ESCALATED)).fill_null(False).alias("escalated"),
         _not_failed().alias("no_check_failed"),
     )
@@ -399,7 +400,12 @@ def recognition(calls: pl.DataFrame, ledger: pl.DataFrame | None = None) -> pl.D
 def build_tables(insights: pl.DataFrame, calls: pl.DataFrame, as_of: Any = None) -> dict[str, pl.DataFrame]:
     """Every insight table from the full insights and calls tables (the nightly rebuild).
     The insights table is restricted to calls present in ``calls`` (scored calls)."""
-    insights = insights.join(calls.select("call_id"), on="call_id", how="semi").sort("call_id")
+    # the calls table is the authority for a call's day (a call whose day came from its
+    # recording's last-modified time has no started_at in its insights row)
+    insights = (insights.drop("day", "week_start", "iso_week")
+                .join(calls.select("call_id", "day"), on="call_id", how="inner")
+                .with_columns(_week_cols())
+                .sort("call_id"))
     ledger = commitments(insights, calls, as_of)
     return {
         "insights": _conform(insights, INSIGHT_COLUMNS),
