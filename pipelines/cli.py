@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     _sse_options(t)
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--log-format", choices=["text", "json"], default="text")
+    _debug_option(t)
 
     r = sub.add_parser("rescore", help="re-score every stored transcript with a rule set "
                                        "(CPU only: no audio is read, nothing is transcribed)")

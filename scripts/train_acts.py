@@ -169,8 +169,9 @@ def call_rows(split: str, model_dir: Path, log=print):
             authors.append(author)
             kinds.append(kind)
     feats = features_batch(trs, act_model=model)
-    E = np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]}, f["n"])
-                  for f in feats]) if feats else np.zeros((0, len(call_evidence_names())), np.float32)
+    from pipelines.coaching.acts import opening_sentences
+    E = np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]}, f["n"],
+                                opening_sentences(f["turn"])) for f in feats]) if feats else np.zeros((0, len(call_evidence_names())), np.float32)
     return E, np.array(ys), np.array(authors), np.array(kinds)
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipelines.coaching.acts import (ACT_SPEAKER, ACTS, ActModelError, MODEL_DIR, call_evidence,
-                                     fit_logistic, load_act_model, save_act_model, signals)
+                                     fit_logistic, load_act_model, opening_sentences, save_act_model,
+                                     signals)
 from pipelines.coaching.features import features_batch
 from pipelines.transcript import Transcript, Turn
 
@@ -129,6 +130,7 @@ def test_call_head_types_calls_from_their_evidence():
     for lines in (upset, routine, transfer):
         f, _ = _probs(lines)
         probs.append(m.call_type_probs(call_evidence(
-            {a: np.asarray(v, np.float32) / 1000 for a, v in f["prob"].items()}, f["n"])))
+            {a: np.asarray(v, np.float32) / 1000 for a, v in f["prob"].items()}, f["n"],
+            opening_sentences(f["turn"]))))
     assert int(np.argmax(probs[0])) == 0 and int(np.argmax(probs[1])) == 2 and int(np.argmax(probs[2])) == 1
     assert all(abs(float(p.sum()) - 1.0) < 1e-5 for p in probs)

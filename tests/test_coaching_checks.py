@@ -136,7 +136,7 @@ def check_reports(rs):
 
 # The act model is learned, so single sentences can be missed; the battery as a whole is a
 # figure (every miss is printed).  The call type must be right for every case.
-CHECK_BATTERY_MIN = 0.80
+CHECK_BATTERY_MIN = 0.85
 RISK_BATTERY_MIN = 0.85
 
 

@@ -77,10 +77,10 @@ def _report(out, call_id):
 def test_every_good_file_is_scored_and_the_broken_one_is_a_failure_row(run):
     _src, out, code = run
     assert code == EXIT_PARTIAL
-    fails = pl.read_parquet(out / "tables" / "failures")
+    fails = pl.read_delta(str(out / "tables" / "failures"))
     assert fails["call_id"].to_list() == ["broken"]
     assert fails["stage"].to_list() == ["import"] and "text is missing" in fails["reason"][0]
-    calls = pl.read_parquet(out / "tables" / "calls")
+    calls = pl.read_delta(str(out / "tables" / "calls"))
     assert sorted(calls["call_id"].to_list()) == ["bad-meta", "esc-1", "routine-1"]
 
 

@@ -147,12 +147,26 @@ def call_evidence_names() -> tuple[str, ...]:
     return tuple(out)
 
 
-def call_evidence(prob: Mapping[str, Sequence[float]], n: int) -> np.ndarray:
+def opening_sentences(turn_of_sentence: Sequence[int]) -> int:
+    """How many leading sentences belong to the call's first turn (the greeting)."""
+    n = 0
+    for t in turn_of_sentence:
+        if t != turn_of_sentence[0]:
+            break
+        n += 1
+    return n
+
+
+def call_evidence(prob: Mapping[str, Sequence[float]], n: int, opening: int = 0) -> np.ndarray:
     """Call-level inputs from per-sentence probabilities (0..1): per act, its highest
-    probability in the call and log(1 + number of sentences with p >= 0.5)."""
+    probability in the call and log(1 + number of sentences with p >= 0.5).  The first
+    ``opening`` sentences (the greeting: "you're through to accounts") are no evidence of a
+    handoff: nobody is transferred before they have said why they called."""
     out = np.zeros(2 * len(CALL_EVIDENCE_ACTS), np.float32)
     for i, a in enumerate(CALL_EVIDENCE_ACTS):
         p = np.asarray(prob.get(a, ()), np.float32)
+        if a in HANDOFF_EVIDENCE and opening:
+            p = p[opening:]
         if n and p.size:
             out[2 * i] = float(p.max())
             out[2 * i + 1] = math.log1p(float((p >= 0.5).sum()))
