@@ -4,9 +4,10 @@ Two small heads over all-MiniLM-L6-v2 sentence embeddings (``features.MiniLMEnco
 
 * the **sentence head**, one logistic regression per act (``ACTS.md`` in
   ``samples/corpus/`` defines them), reads the sentence's embedding, the embedding of the
-  other speaker's previous turn (the context a supervisor reads it in), a few exact
-  signals (a question mark, a clock time or date, a reference code, an amount) and the
-  sentence's words and word pairs (hashed).  An act
+  other speaker's previous turn (the context a supervisor reads it in; zero for a model
+  trained without it, ``acts.json: context``), a few exact signals (a question mark, a
+  clock time or date, a reference code, an amount) and the sentence's words and word
+  pairs (hashed).  An act
   belongs to one speaker; the other speaker's sentences get probability 0 for it.
 * the **call head**, a multinomial logistic regression over call-level evidence (per act:
   the highest probability in the call and how many sentences carry it), gives
