@@ -192,18 +192,31 @@ def test_cli_passes_the_memory_budget_and_retry_defaults():
     assert config.max_task_retries >= 1
 
 
-def test_a_rerun_reads_back_the_partition_of_calls_without_a_day(tmp_path):
-    """Calls without started_at land in day=__HIVE_DEFAULT_PARTITION__; every later run
-    reads the tables back before rebuilding them, so that partition must read back (it
-    used to raise a polars SchemaError, failing every run after the first)."""
+def test_a_rerun_reads_back_calls_without_a_day(tmp_path):
+    """A row without any day (only tables of older versions have one) is filed under
+    1970-01-01, never a __HIVE_DEFAULT_PARTITION__, and every later run reads the tables
+    back before rebuilding them; an older table's default partition reads back too."""
+    import io
+
+    import polars as pl
+
     from pipelines.storage import LocalStore
     from pipelines.tables import CALL_COLUMNS, read_table, write_tables
 
-    store = LocalStore(tmp_path)
+    store = LocalStore(tmp_path / "delta")
     write_tables(store, [{"call_id": "a", "day": None}, {"call_id": "b", "day": "2026-11-01"}], [])
     back = read_table(store, "calls", CALL_COLUMNS).sort("call_id")
     assert back["call_id"].to_list() == ["a", "b"]
-    assert back["day"].to_list()[0] is None and str(back["day"].to_list()[1]) == "2026-11-01"
+    assert [str(d) for d in back["day"]] == ["1970-01-01", "2026-11-01"]
+    assert back["day_source"].to_list()[0] == "unknown"
+    assert not [o.key for o in store.list("tables") if "__HIVE_DEFAULT_PARTITION__" in o.key]
+
+    legacy = LocalStore(tmp_path / "legacy")               # the layout before Delta Lake
+    buf = io.BytesIO()
+    pl.DataFrame({"call_id": ["a"]}).write_parquet(buf)
+    legacy.write("tables/calls/day=__HIVE_DEFAULT_PARTITION__/part-00000.parquet", buf.getvalue())
+    old = read_table(legacy, "calls", CALL_COLUMNS)
+    assert old["call_id"].to_list() == ["a"] and old["day"].to_list() == [None]
 
 
 def test_a_run_removes_temp_files_left_by_killed_writes(tmp_path):
