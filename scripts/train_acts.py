@@ -49,9 +49,38 @@ def _asr_style(norm: str) -> str:
     return " ".join(norm.replace("?", " ").split())
 
 
-def corpus_matrix(corpus: list[dict], use_context: bool = True):
-    """Inputs, labels, speakers and authors of the corpus (+ recogniser-style copies)."""
-    norms, ctxs, speakers, authors, labels = [], [], [], [], []
+# Customer acts that make a call an escalation: in a call its author labelled standard, no
+# customer sentence is one of them ("oh you're joking", "it's been chaos", "that's all").
+# These sentences from the TRAIN split's standard calls are negatives for those acts only (the
+# call's labels say nothing about the sentence's other acts).
+CALL_NEGATIVE_ACTS = ("upset", "cancel_threat", "ask_manager")
+
+
+def call_negatives(split: str = "train") -> list[dict]:
+    """Customer sentences of the split's standard calls (script text and recognised text),
+    as corpus-like rows with ``known``: the acts they are known negatives for."""
+    from pipelines.coaching.features import _segment
+    rows = []
+    for author, _p, script in data.call_scripts(split):
+        if script["labels"]["call_type"] != "standard":
+            continue
+        text = data.truth_transcript(script["call_id"]) or data.script_transcript(script)
+        for tr in (text, data.asr_transcript(script["call_id"])):
+            if tr is None:
+                continue
+            seg = _segment(tr)
+            for i, n in zip(seg["turn"], seg["norm"]):
+                if tr.turns[i].speaker == "customer":
+                    rows.append({"norm": n, "speaker": "customer", "author": f"calls-{author}",
+                                 "known": CALL_NEGATIVE_ACTS})
+    return rows
+
+
+def corpus_matrix(corpus: list[dict], use_context: bool = True, negatives: list[dict] = ()):
+    """Inputs, labels, known-label mask, speakers and authors of the corpus (+ recogniser-
+    style copies) and of the weak negatives from labelled calls (no context: the sentence
+    head is trained without it)."""
+    norms, ctxs, speakers, authors, labels, known = [], [], [], [], [], []
     for r in corpus:
         n = normalise(r["text"])
         c = normalise(r["context"]) if r.get("context") else ""
@@ -66,10 +95,23 @@ def corpus_matrix(corpus: list[dict], use_context: bool = True):
             speakers.append(r["speaker"])
             authors.append(r["author"])
             labels.append(set(r["acts"]))
+            known.append(ACTS)
+    seen = set()
+    for r in negatives:
+        if (r["norm"], r["speaker"]) in seen:
+            continue
+        seen.add((r["norm"], r["speaker"]))
+        norms.append(r["norm"])
+        ctxs.append("")
+        speakers.append(r["speaker"])
+        authors.append(r["author"])
+        labels.append(set())
+        known.append(r["known"])
     emb, ctx, has = _cached_embeddings(norms, ctxs)
     X = sentence_inputs(emb, ctx, has, norms, use_context)
     Y = np.array([[a in lab for a in ACTS] for lab in labels], bool)
-    return X, Y, np.array(speakers), np.array(authors)
+    K = np.array([[a in k for a in ACTS] for k in known], bool)
+    return X, Y, K, np.array(speakers), np.array(authors)
 
 
 def _cached_embeddings(norms, ctxs):
@@ -115,17 +157,21 @@ def _f1(tp, fp, fn):
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def sentence_head(X, Y, speakers, authors, grid=L2_GRID, log=print):
-    """Pick L2 by leave-one-author-out CV (macro F1 over acts), then fit on everything."""
+def sentence_head(X, Y, speakers, authors, grid=L2_GRID, log=print, K=None):
+    """Pick L2 by leave-one-corpus-author-out CV (macro F1 over acts), then fit on
+    everything.  ``K`` [rows, acts]: which labels of a row are known (weak negatives from
+    labelled calls know only some); those rows are always trained on, never held out."""
+    K = np.ones_like(Y, bool) if K is None else K
+    corpus_authors = sorted({a for a in set(authors) if not str(a).startswith("calls-")})
     mu, sd = _standardise(X, dense=2 * EMB_DIM + 1)
     Xs = (X - mu) / sd
     cv: dict[float, dict] = {}
     for l2 in grid:
         counts = {a: [0, 0, 0] for a in ACTS}
-        for held in sorted(set(authors)):
+        for held in corpus_authors:
             tr, te = authors != held, authors == held
             for j, a in enumerate(ACTS):
-                m_tr = tr & (speakers == ACT_SPEAKER[a])
+                m_tr = tr & (speakers == ACT_SPEAKER[a]) & K[:, j]
                 m_te = te & (speakers == ACT_SPEAKER[a])
                 if Y[m_tr, j].sum() == 0 or m_te.sum() == 0:
                     continue
@@ -142,7 +188,7 @@ def sentence_head(X, Y, speakers, authors, grid=L2_GRID, log=print):
     W = np.zeros((X.shape[1], len(ACTS)), np.float32)
     b = np.zeros(len(ACTS), np.float32)
     for j, a in enumerate(ACTS):
-        m = speakers == ACT_SPEAKER[a]
+        m = (speakers == ACT_SPEAKER[a]) & K[:, j]
         if Y[m, j].sum() == 0:
             b[j] = -20.0
             continue
@@ -168,6 +214,19 @@ def call_rows(split: str, model_dir: Path, log=print):
             ys.append(y)
             authors.append(author)
             kinds.append(kind)
+    if split == "train":
+        # the insights set's dev calls (samples/insights, set: dev) are labelled with call
+        # types too; its heldout calls are never read here
+        from scripts.eval_insights import load_calls, to_transcript
+        for doc in load_calls(ROOT / "samples" / "insights"):
+            if doc.get("set", "dev") != "dev":
+                continue
+            tr = to_transcript(doc)
+            for kind, t in (("script", tr), ("plain", data.plain_transcript(tr))):
+                trs.append(t)
+                ys.append(CALL_TYPES.index(doc["labels"]["call_type"]))
+                authors.append("insights-dev")
+                kinds.append(kind)
     feats = features_batch(trs, act_model=model)
     from pipelines.coaching.acts import opening_sentences
     E = np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]}, f["n"],
@@ -229,6 +288,8 @@ def main(argv=None) -> int:
                     help="train the sentence head without the other speaker's previous turn")
     ap.add_argument("--call-head-only", action="store_true",
                     help="keep the artefact's sentence head, retrain the call head")
+    ap.add_argument("--no-call-negatives", action="store_true",
+                    help="train the sentence head on the act corpus only")
     ap.add_argument("--l2", type=float, default=None,
                     help="use this L2 for the sentence head instead of choosing it by CV (quick runs)")
     args = ap.parse_args(argv)
@@ -239,22 +300,25 @@ def main(argv=None) -> int:
         z = np.load(args.out / "acts.npz")
         doc = json.loads((args.out / "acts.json").read_text())
         W, b, mu, sd = z["W"], z["b"], z["mu"], z["sd"]
-        meta = {k: doc[k] for k in ("seed", "data_sha256", "context", "corpus", "sentence_head", "encoder")
+        meta = {k: doc[k] for k in ("seed", "data_sha256", "context", "call_negatives", "corpus", "sentence_head", "encoder")
                 if k in doc}
         meta["data_sha256"] = data_digest()
         return _call_head(args, W, b, mu, sd, meta, t0)
     corpus = data.load_corpus()
     print(f"act corpus: {len(corpus)} utterances from {len({r['author'] for r in corpus})} authors, "
           f"{len({r['industry'] for r in corpus})} industries")
-    X, Y, speakers, authors = corpus_matrix(corpus, not args.no_context)
-    print(f"  {X.shape[0]} training rows x {X.shape[1]} inputs (embedded in {time.time() - t0:.0f} s)")
+    negatives = [] if args.no_call_negatives else call_negatives("train")
+    X, Y, K, speakers, authors = corpus_matrix(corpus, not args.no_context, negatives)
+    print(f"  {X.shape[0]} training rows x {X.shape[1]} inputs, {len(negatives)} of them customer "
+          f"sentences of standard train calls (embedded in {time.time() - t0:.0f} s)")
     W, b, mu, sd, l2, cv = sentence_head(X, Y, speakers, authors,
-                                         grid=(args.l2,) if args.l2 else L2_GRID)
+                                         grid=(args.l2,) if args.l2 else L2_GRID, K=K)
     print(f"sentence head: l2={l2:g}, leave-one-author-out macro F1 {cv['macro_f1']:.3f}")
     if args.cv_only:
         print(json.dumps(cv["per_act_f1"], indent=1))
         return 0
     meta = {"seed": SEED, "data_sha256": data_digest(), "context": not args.no_context,
+            "call_negatives": {"rows": len(negatives), "acts": list(CALL_NEGATIVE_ACTS) if negatives else []},
             "corpus": {"utterances": len(corpus), "rows": int(X.shape[0]),
                        "authors": sorted({r["author"] for r in corpus}),
                        "industries": len({r["industry"] for r in corpus}),

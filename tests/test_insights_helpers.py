@@ -61,7 +61,7 @@ SERIES = [
         ("c", "It's four four one nine."),
         ("a", "A faulty card at your local exchange caused the drop. I'm resetting your line at the exchange right now. Your fault reference is F L two zero three four."),
         ("c", "Okay. I've been with you for years, you know."),
-        ("a", "I'd hate to lose you over this. I'll call you by four tomorrow to confirm, and I can bring in my manager. Is there anything else I can do to make this right?"),
+        ("a", "I'd hate to lose you over this. I'll call you by four tomorrow to confirm. I can also bring in my manager if you'd like. Is there anything else I can do to make this right?"),
         ("c", "No, that's fine if it's really fixed. Thank you."),
     ]),
     ("B1", "2025-03-03T11:00:00+00:00", "cust-B", "agt-1", "north", [
@@ -85,7 +85,7 @@ SERIES = [
         ("c", "So I just wait?"),
         ("a", "I'm bringing Sam from tracing onto the call. Sam, the customer's sofa delivery never arrived yesterday and the tracking is stuck at the depot."),
         ("c", "Thank you, that helps."),
-        ("a", "Sam will call you by midday on Thursday with a new date, and I'll stay involved."),
+        ("a", "Sam will call you by midday on Thursday with a new date. I'll stay on your case until it's delivered."),
         ("c", "Perfect, thanks Leo."),
     ]),
     ("C2", "2025-03-06T11:30:00+01:00", None, "agt-2", "south", [

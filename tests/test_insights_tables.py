@@ -84,9 +84,9 @@ def test_commitments_ledger_exact(series):
     ledger = commitments(series["insights"], series["calls_table"])
     tr = {cid: c for cid, (c, _, _) in series["calls"].items()}
     as_of = utc(2025, 3, 12, 14, 0)          # the latest call start: E1
-    q = {"A1": "I'll call you by four tomorrow to confirm, and I can bring in my manager.",
+    q = {"A1": "I'll call you by four tomorrow to confirm.",
          "B1": "I'll email you the corrected statement by Friday.",
-         "C1": "Sam will call you by midday on Thursday with a new date, and I'll stay involved.",
+         "C1": "Sam will call you by midday on Thursday with a new date.",
          "A3": "I'll call you by 5 pm today with an update.",
          "D1": "I'll ring you back before Friday once it's reversed."}
     rows = [

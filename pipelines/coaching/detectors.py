@@ -202,9 +202,9 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
     """(sentence index, concern name) of every concern topic the customer raised that no
     agent sentence answers soon after (first raise of the topic), in time order.
 
-    A raise is answered by the agent's next turn naming the topic (``answer`` regex), by an
-    agent sentence within the next ``within_turns`` agent turns that takes up one of the
-    customer's own content words ("child seat", "copay"), or, for a question, by a direct
+    A raise is answered by an agent sentence within the next ``within_turns`` agent turns
+    that names the topic (``answer`` regex) or takes up one of the customer's own content
+    words ("child seat", "copay"), or, for a question, by a direct
     reply among the next ``within`` sentences (``call``: the sentences' ``turn``, ``speaker``
     and ``norm``; without it, any later agent sentence naming the topic answers).  A topic counts as answered when any of its raises is."""
     out: list[tuple[int, str]] = []
@@ -240,11 +240,10 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
         answered = False
         for r in raised:
             w = window(r)
-            first = window(r, 1)
-            # the topic named in the agent's very next turn answers it; later, only the
-            # customer's own words taken up do ("the refuelling charge" ten turns on is
-            # not an answer to "is the child seat charged per day?")
-            if any(a in first for a in answers):
+            # the topic named within the agent's next turns answers it; later, nothing does
+            # ("the refuelling charge" ten turns on is not an answer to "is the child seat
+            # charged per day?")
+            if any(a in w for a in answers):
                 answered = True
             elif r in questions and any(r < d <= r + within for d in direct):
                 # "Will this affect my discount?" - "No, it stays as it is"

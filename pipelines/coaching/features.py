@@ -47,8 +47,9 @@ import numpy as np
 from .acts import MODEL_DIR, ActModel, load_act_model, sentence_inputs
 
 FEATURES_SCHEMA = "callcoach.coaching_features"
-NORMALISER_VERSION = "7"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes;
-                           # 7: lower-case sentence starts, long unpunctuated runs cut
+NORMALISER_VERSION = "8"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes;
+                           # 7: lower-case sentence starts, long unpunctuated runs cut;
+                           # 8: act probabilities are the max over a sentence and its clauses
 
 try:
     from importlib.metadata import version as _pkg_version
@@ -487,6 +488,29 @@ def embed_with_context(norms: Sequence[str], contexts: Sequence[str],
     return emb, ctx, has
 
 
+# Spoken sentences run clauses together ("your ticket is 4471 and i've noted everything",
+# more so in a recogniser's text without punctuation), and a mean-pooled embedding of the
+# whole run dilutes each act in it.  A sentence's probability of an act is the highest of
+# the whole sentence and of its clauses: the pieces between these joining words, when both
+# sides have at least CLAUSE_MIN_WORDS words.
+CLAUSE_JOINERS = frozenset({"and", "but", "so", "because", "cause", "then"})
+CLAUSE_MIN_WORDS = 3
+
+
+def clauses(norm: str) -> list[str]:
+    """The clauses of a normalised sentence (empty when it has only one)."""
+    words = norm.split()
+    cuts, start = [], 0
+    for i, w in enumerate(words):
+        if w in CLAUSE_JOINERS and i - start >= CLAUSE_MIN_WORDS and len(words) - i - 1 >= CLAUSE_MIN_WORDS:
+            cuts.append((start, i))
+            start = i + 1
+    if not cuts:
+        return []
+    cuts.append((start, len(words)))
+    return [" ".join(words[a:b]) for a, b in cuts]
+
+
 def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
                    act_model: ActModel | None = None) -> list[dict[str, Any]]:
     """turn_features for many transcripts, with one batched embedding pass."""
@@ -506,8 +530,18 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
             contexts.append(turn_norm.get(j, "") if j >= 0 else "")
             speakers_all.append(tsp[i])
         norms.extend(seg["norm"])
-    emb, ctx, has = embed_with_context(norms, contexts, encoder)
-    P = model.sentence_probs(sentence_inputs(emb, ctx, has, norms, model.uses_context), speakers_all)
+    parts = [clauses(n) for n in norms]
+    extra = [c for p in parts for c in p]
+    emb_all, ctx, has = embed_with_context(norms + extra, contexts + [""] * len(extra), encoder)
+    emb = emb_all[:len(norms)]
+    P = model.sentence_probs(sentence_inputs(emb, ctx[:len(norms)], has[:len(norms)], norms,
+                                             model.uses_context), speakers_all)
+    if extra:
+        owner = np.asarray([i for i, p in enumerate(parts) for _ in p])
+        Pc = model.sentence_probs(sentence_inputs(emb_all[len(norms):], ctx[len(norms):], has[len(norms):],
+                                                  extra, model.uses_context),
+                                  [speakers_all[i] for i in owner])
+        np.maximum.at(P, owner, Pc)
     Q = np.rint(P * 1000).astype(np.int32)
     out = []
     off = 0
