@@ -98,17 +98,17 @@ def _kill_worker_on_poison():
     import os as _os
     import signal as _signal
 
-    from pipelines.coaching import score as score_mod
+    from pipelines.coaching.engine import Engine
 
-    original = score_mod.score_batch
+    original = Engine.score
 
-    def score_batch(items, *args, **kwargs):
+    def score(self, items, *args, **kwargs):
         items = list(items)
         if any(getattr(t, "call_id", None) == "call-0002" for t, _ in items):
             _os.kill(_os.getpid(), _signal.SIGKILL)
-        return original(items, *args, **kwargs)
+        return original(self, items, *args, **kwargs)
 
-    score_mod.score_batch = score_batch
+    Engine.score = score
 
 
 @pytest.mark.slow
