@@ -134,7 +134,7 @@ def test_call_insights_exact(rs, cats):
     tr = scripted_call("x1", [
         ("a", "Thanks for calling Fibrelink, you're through to Sam."),
         ("c", "Hi. My broadband has been down since Sunday and I work from home."),
-        ("c", "This is the third time this month. It's a joke."),
+        ("c", "This is the third time this month. It's a joke, I'm really fed up with it."),
         ("a", "I'm really sorry. I can't authorise compensation above twenty pounds, so I'll need my team leader to approve it."),
         ("a", "Your case number is F L four four seven one. I'll call you by four tomorrow, and you'll have an update from the network team before Friday."),
     ], "2025-03-04T09:12:30+00:00", customer_id="cust-9", agent_id="agt-7", team="blue")

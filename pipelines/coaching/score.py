@@ -165,7 +165,8 @@ def call_type_probs(feats: Sequence[Mapping], model: ActModel | None = None) -> 
 
 def _classify(p: np.ndarray, rs: RuleSet) -> tuple[str, float, dict[str, float]]:
     """The call's type: escalation or handoff when the call head is sure enough (the rule
-    set's min_confidence), else the default, standard."""
+    set's min_confidence), or when it is sure the call is one of the two (P(escalation) +
+    P(handoff) over the higher threshold: the likelier one); else the default, standard."""
     mc = rs.classify["min_confidence"]
     pe, ph, ps = (float(x) for x in p)
     scores = {"escalation": round(pe, 3), "handoff": round(ph, 3), "standard": round(ps, 3)}
@@ -173,7 +174,10 @@ def _classify(p: np.ndarray, rs: RuleSet) -> tuple[str, float, dict[str, float]]
         return "escalation", round(pe, 3), scores
     if ph >= mc["handoff"]:
         return "handoff", round(ph, 3), scores
-    return "standard", round(1.0 - max(pe, ph), 3), scores
+    if pe + ph >= max(mc["escalation"], mc["handoff"]):
+        # sure it is not routine, unsure which of the two: the likelier one
+        return ("escalation", round(pe, 3), scores) if pe >= ph else ("handoff", round(ph, 3), scores)
+    return "standard", round(ps, 3), scores
 
 
 def _level(count: float, medium: float, high: float, names=("low", "medium", "high")) -> str:
