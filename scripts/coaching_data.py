@@ -121,3 +121,11 @@ def asr_transcript(call_id: str):
     d = json.loads(p.read_text())
     d.pop("features", None)
     return Transcript.from_dict(d)
+
+
+def insights_dev_calls() -> list[tuple[object, str]]:
+    """(transcript, call type) of the insights set's dev calls (samples/insights, set: dev):
+    labelled with call types, usable for choices; its heldout calls are never returned."""
+    from scripts.eval_insights import load_calls, to_transcript
+    return [(to_transcript(d), d["labels"]["call_type"])
+            for d in load_calls(ROOT / "samples" / "insights") if d.get("set", "dev") == "dev"]

@@ -215,16 +215,11 @@ def call_rows(split: str, model_dir: Path, log=print):
             authors.append(author)
             kinds.append(kind)
     if split == "train":
-        # the insights set's dev calls (samples/insights, set: dev) are labelled with call
-        # types too; its heldout calls are never read here
-        from scripts.eval_insights import load_calls, to_transcript
-        for doc in load_calls(ROOT / "samples" / "insights"):
-            if doc.get("set", "dev") != "dev":
-                continue
-            tr = to_transcript(doc)
+        # the insights set's dev calls are labelled with call types too
+        for tr, call_type in data.insights_dev_calls():
             for kind, t in (("script", tr), ("plain", data.plain_transcript(tr))):
                 trs.append(t)
-                ys.append(CALL_TYPES.index(doc["labels"]["call_type"]))
+                ys.append(CALL_TYPES.index(call_type))
                 authors.append("insights-dev")
                 kinds.append(kind)
     feats = features_batch(trs, act_model=model)

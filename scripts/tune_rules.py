@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.coaching.rules import DEFAULT_RULES, parse_ruleset  # noqa: E402
 from pipelines.coaching.score import detect, reports  # noqa: E402
-from scripts import eval_engine  # noqa: E402
+from scripts import coaching_data, eval_engine  # noqa: E402
 
 LEAF_RE = re.compile(r"\{model: (\w+), min: ([0-9.]+)\}")
 CONF_RE = re.compile(r"(min_confidence: \{escalation: )([0-9.]+)(, handoff: )([0-9.]+)(\})")
@@ -68,12 +68,10 @@ class Tuner:
             d = detect([(t, None) for t in trs], parse_ruleset(text.encode()))   # features once
             self.sets.append(([(t, f) for t, f in zip(d.transcripts, d.features)], truth))
         # the insights set's dev calls are labelled with call types only (never its heldout)
-        from scripts.eval_insights import load_calls, to_transcript
-        docs = [d for d in load_calls(ROOT / "samples" / "insights") if d.get("set", "dev") == "dev"]
-        trs = [to_transcript(d) for d in docs]
-        d = detect([(t, None) for t in trs], parse_ruleset(text.encode()))
+        calls = coaching_data.insights_dev_calls()
+        d = detect([(t, None) for t, _ in calls], parse_ruleset(text.encode()))
         self.typed = ([(t, f) for t, f in zip(d.transcripts, d.features)],
-                      {doc["call_id"]: doc["labels"]["call_type"] for doc in docs})
+                      {t.call_id: call_type for t, call_type in calls})
 
     def score(self, text: str) -> float:
         rs = parse_ruleset(text.encode())

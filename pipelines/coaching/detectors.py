@@ -216,9 +216,8 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
     norms = call.get("norm") if call else None
     k_turns = ruleset.answer_within_turns
 
-    def window(r: int, k: int | None = None) -> range:
-        """Sentence indices up to the end of the agent's k-th turn after sentence r."""
-        k_turns_ = k or k_turns
+    def window(r: int) -> range:
+        """Sentence indices up to the end of the agent's k_turns-th turn after sentence r."""
         if turns is None:
             return range(r + 1, 10 ** 9)
         seen: list[int] = []
@@ -226,7 +225,7 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
         for j in range(r + 1, len(turns)):
             if speakers[j] == "agent":
                 if turns[j] not in seen:
-                    if len(seen) == k_turns_:
+                    if len(seen) == k_turns:
                         end = j
                         break
                     seen.append(turns[j])

@@ -530,18 +530,16 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
             contexts.append(turn_norm.get(j, "") if j >= 0 else "")
             speakers_all.append(tsp[i])
         norms.extend(seg["norm"])
+    # clauses are scored with their sentence's speaker and no context, in the same pass
     parts = [clauses(n) for n in norms]
-    extra = [c for p in parts for c in p]
-    emb_all, ctx, has = embed_with_context(norms + extra, contexts + [""] * len(extra), encoder)
-    emb = emb_all[:len(norms)]
-    P = model.sentence_probs(sentence_inputs(emb, ctx[:len(norms)], has[:len(norms)], norms,
-                                             model.uses_context), speakers_all)
-    if extra:
-        owner = np.asarray([i for i, p in enumerate(parts) for _ in p])
-        Pc = model.sentence_probs(sentence_inputs(emb_all[len(norms):], ctx[len(norms):], has[len(norms):],
-                                                  extra, model.uses_context),
-                                  [speakers_all[i] for i in owner])
-        np.maximum.at(P, owner, Pc)
+    owner = [i for i, p in enumerate(parts) for _ in p]
+    texts = norms + [c for p in parts for c in p]
+    emb_all, ctx, has = embed_with_context(texts, contexts + [""] * len(owner), encoder)
+    P_all = model.sentence_probs(sentence_inputs(emb_all, ctx, has, texts, model.uses_context),
+                                 speakers_all + [speakers_all[i] for i in owner])
+    n_sent = len(norms)
+    emb, P = emb_all[:n_sent], P_all[:n_sent]
+    np.maximum.at(P, np.asarray(owner, dtype=np.intp), P_all[n_sent:])
     Q = np.rint(P * 1000).astype(np.int32)
     out = []
     off = 0
