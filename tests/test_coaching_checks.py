@@ -29,7 +29,7 @@ HO = "handoff"
 # (name, call type, lines after the opening, check, expected passed)
 CHECK_CASES = [
     # issue_acknowledged
-    ("ack canonical", ESC, [("a", "I completely understand why this is frustrating.")], "issue_acknowledged", True),
+    ("ack canonical", ESC, [("a", "I can hear how upsetting this has been for you.")], "issue_acknowledged", True),
     ("ack paraphrase", ESC, [("a", "That's on us, and I'm sorry you've had to keep chasing it.")], "issue_acknowledged", True),
     ("ack paraphrase 2", ESC, [("a", "Honestly, you deserved better than this from us.")], "issue_acknowledged", True),
     ("ack negative: verification only", ESC, [("a", "Can I take your account number please?")], "issue_acknowledged", False),
@@ -51,9 +51,9 @@ CHECK_CASES = [
     # action_plan_created
     ("action now", ESC, [("a", "I'm escalating this to our engineering lead right now.")], "action_plan_created", True),
     ("action paraphrase", ESC, [("a", "I've just taken the late fee off your account for you.")], "action_plan_created", True),
-    ("action progressive", ESC, [("a", "I'm removing the roaming charges and pausing the direct debit.")],
+    ("action progressive", ESC, [("a", "I'm cancelling the late fee and holding your next payment.")],
      "action_plan_created", True),
-    ("action progressive asked", ESC, [("a", "Am I removing the roaming charges for you?")],
+    ("action progressive asked", ESC, [("a", "Am I cancelling the late fee for you?")],
      "action_plan_created", False),
     ("vague is not a plan", ESC, [("a", "We'll look into it.")], "action_plan_created", False),
     ("vague paraphrase", ESC, [("a", "Leave it with us and someone will have a look at some point.")], "action_plan_created", False),
@@ -71,7 +71,7 @@ CHECK_CASES = [
     ("time without contact", ESC, [("a", "The engineer will finish by 2 pm.")], "follow_up_scheduled", False),
     ("no callbacks", ESC, [("a", "We don't do call backs, so check the app on Thursday.")], "follow_up_scheduled", False),
     # satisfaction_confirmed
-    ("satisfaction canonical", ESC, [("a", "Is there anything else I can do to make this right?")], "satisfaction_confirmed", True),
+    ("satisfaction canonical", ESC, [("a", "Have we got everything sorted for you now?")], "satisfaction_confirmed", True),
     ("satisfaction paraphrase", ESC, [("a", "Are you happy with where we've left things?")], "satisfaction_confirmed", True),
     ("goodbye only", ESC, [("a", "Thanks for calling, goodbye.")], "satisfaction_confirmed", False),
     ("greeting is not a check", ESC, [("a", "Morning, how can I help?")], "satisfaction_confirmed", False),
@@ -83,7 +83,7 @@ CHECK_CASES = [
                               ("a", "A supervisor can't do anything different, so there's no point.")],
      "executive_escalation_offered", False),
     # issue_recap_given
-    ("recap to colleague", HO, [("a", "I'm bringing Priya from tier two onto the call."),
+    ("recap to colleague", HO, [("a", "I'm adding Priya from the second-line desk to our call."),
                                 ("a", "Hi Priya, I have Sam Jones on the line. Since Monday their invoices fail to download in the portal.")],
      "issue_recap_given", True),
     ("recap phrase", HO, [("a", "Just to recap, the invoices stopped downloading after Monday's update.")], "issue_recap_given", True),
@@ -99,7 +99,7 @@ CHECK_CASES = [
     # specific_timeframe_given
     ("timeframe", HO, [("a", "They will update you by 11am tomorrow.")], "specific_timeframe_given", True),
     ("timeframe spoken", HO, [("a", "You'll hear from them before three o'clock today.")], "specific_timeframe_given", True),
-    ("no timeframe", HO, [("a", "They'll deal with it as soon as they can.")], "specific_timeframe_given", False),
+    ("no timeframe", HO, [("a", "They'll get round to it when they have a moment.")], "specific_timeframe_given", False),
     # ticket_reference_provided
     ("ticket digits", HO, [("a", "Your ticket number is 48213.")], "ticket_reference_provided", True),
     ("ticket spelled", HO, [("a", "Your case reference is K P oh seven seven two.")], "ticket_reference_provided", True),
@@ -108,16 +108,16 @@ CHECK_CASES = [
      "ticket_reference_provided", False),
     ("no reference", HO, [("a", "There's no reference number for this, sorry.")], "ticket_reference_provided", False),
     # issue_documented
-    ("documented canonical", HO, [("a", "I've noted everything we tried, so you won't need to repeat it.")], "issue_documented", True),
+    ("documented canonical", HO, [("a", "Every step we took is written on the case, so you won't have to go over it again.")], "issue_documented", True),
     ("documented paraphrase", HO, [("a", "All of that is written up on your file for the next team.")], "issue_documented", True),
-    ("must re-explain", HO, [("a", "You'll need to explain it to them again from the start.")], "issue_documented", False),
+    ("must re-explain", HO, [("a", "You'll have to go through the whole story with them again.")], "issue_documented", False),
     # warm_handoff
     ("warm canonical", HO, [("a", "I'm conferencing in our billing specialist now and I'll brief her while you're on the line.")],
      "warm_handoff", True),
     # a bare "no" (here Whisper's mishearing of "now") does not negate the act
-    ("warm, stray no", HO, [("a", "I'm connecting the tracing desk no, and I'll brief them while you're on the line.")],
+    ("warm, stray no", HO, [("a", "I'm connecting the tracing desk no, and I'll fill them in with you still listening.")],
      "warm_handoff", True),
-    ("warm negated", HO, [("a", "I can't brief them while you're on the line, I'm afraid.")], "warm_handoff", False),
+    ("warm negated", HO, [("a", "I can't fill them in with you still listening, I'm afraid.")], "warm_handoff", False),
     ("cold transfer", HO, [("a", "I'll give you the number for billing and you can call them.")], "warm_handoff", False),
     # expectations_set
     ("expectations", HO, [("a", "Next, the specialist will email you by 5 pm with a fix.")], "expectations_set", True),
@@ -170,17 +170,17 @@ RISK_CASES = [
                                      ("a", "Of course, my supervisor can call you within the hour if you'd like.")],
      "executive_escalation_not_offered", False),
     ("manager never asked", ESC, [("a", "I'm sorry about this.")], "executive_escalation_not_offered", False),
-    ("refund ignored", ESC, [("c", "Am I getting a refund for the missed week?"), ("a", "Can I confirm your address?")],
+    ("refund ignored", ESC, [("c", "Will I see a refund for the lost week?"), ("a", "Can I confirm your address?")],
      "concern_not_addressed", True),
-    ("refund answered", ESC, [("c", "Am I getting a refund for the missed week?"),
+    ("refund answered", ESC, [("c", "Will I see a refund for the lost week?"),
                               ("a", "Yes, I'm crediting the week back to you now.")], "concern_not_addressed", False),
     ("direct debit ignored", HO, [("c", "Will the direct debit still come out on Friday?"), ("a", "Bye now.")],
      "concern_not_addressed", True),
     # a direct reply answers the question, whatever words it uses (no "discount" in it)
-    ("question answered directly", ESC, [("c", "Will this affect my no claims discount?"),
+    ("question answered directly", ESC, [("c", "Does this change my no claims bonus?"),
                                          ("a", "No, it stays exactly as it is and belongs to you.")],
      "concern_not_addressed", False),
-    ("question, reply off topic", ESC, [("c", "Will this affect my no claims discount?"),
+    ("question, reply off topic", ESC, [("c", "Does this change my no claims bonus?"),
                                         ("a", "Let me take your postcode first."), ("c", "It's AB1 2CD."),
                                         ("a", "Thanks."), ("a", "Yes, that's the address I have.")],
      "concern_not_addressed", True),
@@ -196,7 +196,7 @@ RISK_CASES = [
     ("proactive update", ESC, [("a", "We'll text you as soon as the engineer is booked.")],
      "no_proactive_update_commitment", False),
     ("dropped after handoff", HO, [("a", "I'll pass this to someone who can help.")], "ownership_unclear_after_handoff", True),
-    ("kept after handoff", HO, [("a", "I'll stay on it and check the ticket myself at four.")],
+    ("kept after handoff", HO, [("a", "I'll keep hold of it and look at the case again myself at four.")],
      "ownership_unclear_after_handoff", False),
 ]
 

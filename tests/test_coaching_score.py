@@ -35,7 +35,7 @@ def test_interruption_into_a_pause_keeps_the_floor():
     # diarization cut the customer's turn where the agent came in: the customer pauses
     # 0.3 s, the agent starts, the customer carries on over the agent
     tr = T(("customer", 0.0, 5.0, "I'm paying sixty a month for nothing."),
-           ("agent", 5.25, 9.0, "What I'll do is put a note on the account."),
+           ("agent", 5.25, 9.0, "Let me add a note to your file for that."),
            ("customer", 5.3, 6.5, "So what happens now?"),
            ("agent", 12.0, 13.0, "Okay."),
            ("customer", 14.0, 15.0, "Right."),

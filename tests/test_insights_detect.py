@@ -136,7 +136,7 @@ def test_call_insights_exact(rs, cats):
         ("c", "Hi. My broadband has been down since Sunday and I work from home."),
         ("c", "This is the third time this month. It's a joke, I'm really fed up with it."),
         ("a", "I'm really sorry. I can't authorise compensation above twenty pounds, so I'll need my team leader to approve it."),
-        ("a", "Your case number is F L four four seven one. I'll call you by four tomorrow, and you'll have an update from the network team before Friday."),
+        ("a", "Your case number is F L six two eight three. I'll call you by four tomorrow, and you'll have an update from the network team before Friday."),
     ], "2025-03-04T09:12:30+00:00", customer_id="cust-9", agent_id="agt-7", team="blue")
     (tr,) = featured([tr])
     rep = score_call(tr, rs)
@@ -155,7 +155,7 @@ def test_call_insights_exact(rs, cats):
         "trigger": "lack_of_authority", "trigger_basis": "stated", "trigger_confidence": 1.0,
         "trigger_evidence": {"t": _t(tr, 3, "I can't"), "speaker": "agent", "quote": "I can't authorise compensation above "
                              "twenty pounds, so I'll need my team leader to approve it."},
-        "ticket_refs": ["FL4471"],
+        "ticket_refs": ["FL6283"],
         "commitments": [
             {"t": _t(tr, 4, "I'll call"), "quote": "I'll call you by four tomorrow, and you'll have an update from the network team before Friday.",
              "due": "2025-03-05T16:00:00+00:00", "due_kind": "time", "who": "agent"},
@@ -209,12 +209,12 @@ def test_tickets_from_either_speaker_and_not_amounts(rs, cats):
     tr = scripted_call("t", [
         ("c", "My reference is C X two oh nine three one, from last week."),
         ("c", "And my claim for 250 pounds was ignored."),
-        ("a", "Thanks. Your new case number is T L four four seven one, and the incident number is 8 8 1 2 0."),
+        ("a", "Thanks. Your new case number is K R two nine zero six, and the incident number is 8 8 1 2 0."),
         ("a", "The job number is J B 40419."),
     ], START)
     (tr,) = featured([tr])
     got = call_insights(tr, score_call(tr, rs), cats, ruleset=rs)
-    assert got["ticket_refs"] == ["CX20931", "TL4471", "88120", "JB40419"]
+    assert got["ticket_refs"] == ["CX20931", "KR2906", "88120", "JB40419"]
 
 
 def test_a_misheard_linking_word_before_a_code_still_gives_the_ticket(rs, cats):

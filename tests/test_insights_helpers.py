@@ -56,12 +56,12 @@ def featured(calls):
 SERIES = [
     ("A1", "2025-03-03T09:00:00+00:00", "cust-A", "agt-1", "north", [
         ("a", "Thanks for calling Fibrelink, this is Priya, how can I help?"),
-        ("c", "My broadband has been down since Saturday. I work from home and this is the third time this month. I'm ready to switch provider."),
-        ("a", "I completely understand why this is frustrating. What's your account number?"),
+        ("c", "My broadband has been down since Saturday. I run my business from the house, and it has dropped three times this month. I'm ready to switch provider."),
+        ("a", "That must be maddening, I'm sorry. What's your account number?"),
         ("c", "It's four four one nine."),
         ("a", "A faulty card at your local exchange caused the drop. I'm resetting your line at the exchange right now. Your fault reference is F L two zero three four."),
         ("c", "Okay. I've been with you for years, you know."),
-        ("a", "I'd hate to lose you over this. I'll call you by four tomorrow to confirm. I can also bring in my manager if you'd like. Is there anything else I can do to make this right?"),
+        ("a", "We'd really like to keep you as a customer. I'll call you by four tomorrow to confirm. I can also bring in my manager if you'd like. Have I put everything right for you today?"),
         ("c", "No, that's fine if it's really fixed. Thank you."),
     ]),
     ("B1", "2025-03-03T11:00:00+00:00", "cust-B", "agt-1", "north", [

