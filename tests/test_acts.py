@@ -48,7 +48,8 @@ def test_training_is_deterministic(tmp_path):
     assert np.array_equal(w1, w2) and b1 == b2
     assert ((X @ w1 + b1 >= 0) == y).mean() > 0.95
     m = load_act_model()
-    arrays = {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd")}
+    arrays = {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd",
+                                         "ans_W", "ans_b", "ans_mu", "ans_sd")}
     a = save_act_model(tmp_path / "a", human_version="t", labels=m.labels, arrays=arrays, meta={})
     b = save_act_model(tmp_path / "b", human_version="t", labels=m.labels, arrays=arrays, meta={})
     assert a.sha256 == b.sha256 == m.sha256

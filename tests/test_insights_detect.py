@@ -135,7 +135,7 @@ def test_call_insights_exact(rs, cats):
         ("a", "Thanks for calling Fibrelink, you're through to Sam."),
         ("c", "Hi. My broadband has been down since Sunday and I work from home."),
         ("c", "This is the third time this month. It's a joke, I'm really fed up with it."),
-        ("a", "I'm really sorry. I can't authorise compensation above twenty pounds, so I'll need my team leader to approve it."),
+        ("a", "I'm really sorry. I can't authorise compensation above twenty pounds myself, only my team leader can sign that off."),
         ("a", "Your case number is F L six two eight three. I'll call you by four tomorrow, and you'll have an update from the network team before Friday."),
     ], "2025-03-04T09:12:30+00:00", customer_id="cust-9", agent_id="agt-7", team="blue")
     (tr,) = featured([tr])
@@ -154,7 +154,7 @@ def test_call_insights_exact(rs, cats):
         "category_scores": got["category_scores"],
         "trigger": "lack_of_authority", "trigger_basis": "stated", "trigger_confidence": 1.0,
         "trigger_evidence": {"t": _t(tr, 3, "I can't"), "speaker": "agent", "quote": "I can't authorise compensation above "
-                             "twenty pounds, so I'll need my team leader to approve it."},
+                             "twenty pounds myself, only my team leader can sign that off."},
         "ticket_refs": ["FL6283"],
         "commitments": [
             {"t": _t(tr, 4, "I'll call"), "quote": "I'll call you by four tomorrow, and you'll have an update from the network team before Friday.",

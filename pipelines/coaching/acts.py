@@ -175,6 +175,95 @@ def call_evidence(prob: Mapping[str, Sequence[float]], n: int, opening: int = 0)
 
 
 # ---------------------------------------------------------------------------------------
+# the answer head: does this agent sentence answer that customer sentence?
+# ---------------------------------------------------------------------------------------
+# A customer's concern is answered when an agent sentence soon after takes up its substance
+# ("will I still be charged for March" - "no, the March payment is cancelled").  The answer
+# head scores each (customer sentence, agent sentence) pair in the agent's next ANSWER_TURNS
+# turns; features store, per customer sentence, the best score within each of those turns,
+# and the rules read "answered" (customer sentences) as the best within
+# `concern_answers.within_turns` of them.
+ANSWER_TURNS = 4
+DERIVED_ACTS = {"answered": "customer"}      # model outputs that are not sentence-head acts
+_STOP = frozenset("""the a an and or but so to of in on at for with is are was were be been it
+it's this that you your i i'm we me my our they them he she his her do does did not no yes
+yeah okay ok um uh just can could will would what when how why where which there here then
+have has had get got going gonna if as about from by up out all any some one""".split())
+
+
+def _words(norm: str) -> set[str]:
+    return {w for w in norm.split() if len(w) > 2 and w not in _STOP}
+
+
+def answer_input_names(labels: Sequence[str]) -> tuple[str, ...]:
+    agent = [a for a in labels if ACT_SPEAKER[a] == "agent"]
+    return (tuple(f"prod{i}" for i in range(EMB_DIM)) + ("cos", "overlap")
+            + tuple(f"offset{k}" for k in range(1, ANSWER_TURNS + 1))
+            + tuple(f"p:{a}" for a in agent) + tuple(f"c:{s}" for s in SIGNAL_NAMES)
+            + tuple(f"s:{s}" for s in SIGNAL_NAMES))
+
+
+EMB_DIM = 384
+
+
+def answer_pairs(speakers: Sequence[str], turns: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(customer sentence, agent sentence, k) for every agent sentence in the k-th (1-based,
+    k <= ANSWER_TURNS) agent turn after each customer sentence."""
+    out = []
+    n = len(speakers)
+    for i in range(n):
+        if speakers[i] != "customer":
+            continue
+        seen: list[int] = []
+        for j in range(i + 1, n):
+            if speakers[j] != "agent":
+                continue
+            if turns[j] not in seen:
+                if len(seen) == ANSWER_TURNS:
+                    break
+                seen.append(turns[j])
+            out.append((i, j, len(seen)))
+    return out
+
+
+def answer_inputs(emb: np.ndarray, P: np.ndarray, labels: Sequence[str], norms: Sequence[str],
+                  pairs: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """Design matrix of the answer head, one row per (customer sentence, agent sentence,
+    agent turn k) pair of one call (``answer_pairs``); see ``answer_matrix``."""
+    ci = [p[0] for p in pairs]
+    si = [p[1] for p in pairs]
+    return answer_matrix(emb[ci], emb[si], P[si], [norms[i] for i in ci], [norms[i] for i in si],
+                         [p[2] for p in pairs], labels)
+
+
+def answer_matrix(ec: np.ndarray, es: np.ndarray, ps: np.ndarray, nc: Sequence[str],
+                  ns: Sequence[str], ks: Sequence[int], labels: Sequence[str]) -> np.ndarray:
+    """Rows of the answer head: the element-wise product of the two sentence embeddings and
+    their cosine (does the reply take up what was asked), the share of the customer's content
+    words the reply repeats, which agent turn it is in, the reply's agent-act probabilities
+    (a vague promise or a hand-off is not an answer) and the exact signals of both (a "when"
+    answered with a day, a "how much" with an amount)."""
+    agent_cols = [j for j, a in enumerate(labels) if ACT_SPEAKER[a] == "agent"]
+    d = EMB_DIM + 2 + ANSWER_TURNS + len(agent_cols) + 2 * len(SIGNALS)
+    X = np.zeros((len(ks), d), np.float32)
+    if not len(ks):
+        return X
+    X[:, :EMB_DIM] = ec * es
+    X[:, EMB_DIM] = (ec * es).sum(1)
+    o = EMB_DIM + 1
+    for r, (c, s, k) in enumerate(zip(nc, ns, ks)):
+        wc = _words(c)
+        X[r, o] = len(wc & _words(s)) / len(wc) if wc else 0.0
+        X[r, o + k] = 1.0
+    o += 1 + ANSWER_TURNS
+    X[:, o:o + len(agent_cols)] = np.asarray(ps)[:, agent_cols]
+    o += len(agent_cols)
+    X[:, o:o + len(SIGNALS)] = np.asarray([signals(n) for n in nc], np.float32).reshape(-1, len(SIGNALS))
+    X[:, o + len(SIGNALS):] = np.asarray([signals(n) for n in ns], np.float32).reshape(-1, len(SIGNALS))
+    return X
+
+
+# ---------------------------------------------------------------------------------------
 # the artefact
 # ---------------------------------------------------------------------------------------
 class ActModelError(RuntimeError):
@@ -205,6 +294,10 @@ class ActModel:
     call_mu: np.ndarray
     call_sd: np.ndarray
     meta: Mapping                 # acts.json content (training summary etc.)
+    ans_W: np.ndarray | None = None   # [n_answer_inputs] answer head (None: not trained)
+    ans_b: np.ndarray | None = None   # [1]
+    ans_mu: np.ndarray | None = None
+    ans_sd: np.ndarray | None = None
 
     @property
     def uses_context(self) -> bool:
@@ -223,6 +316,13 @@ class ActModel:
         for j, a in enumerate(self.labels):
             P[sp != ACT_SPEAKER[a], j] = 0.0
         return P
+
+    def answer_probs(self, Xa: np.ndarray) -> np.ndarray:
+        """[pairs] P(the agent sentence answers the customer sentence); zeros without an
+        answer head."""
+        if self.ans_W is None or Xa.shape[0] == 0:
+            return np.zeros(Xa.shape[0], np.float32)
+        return _sigmoid(((Xa - self.ans_mu) / self.ans_sd) @ self.ans_W + self.ans_b[0]).astype(np.float32)
 
     def call_type_probs(self, evidence: np.ndarray) -> np.ndarray:
         """[..., 3] P(escalation, handoff, standard) from call_evidence rows."""
@@ -283,10 +383,13 @@ def load_act_model(directory: str | Path | None = None) -> ActModel:
         z = np.load(io.BytesIO(data))
         m = ActModel(version=str(doc["version"]), sha256=sha, labels=tuple(doc["labels"]),
                      W=z["W"], b=z["b"], mu=z["mu"], sd=z["sd"], call_W=z["call_W"],
-                     call_b=z["call_b"], call_mu=z["call_mu"], call_sd=z["call_sd"], meta=doc)
+                     call_b=z["call_b"], call_mu=z["call_mu"], call_sd=z["call_sd"], meta=doc,
+                     **{k: z[k] for k in ("ans_W", "ans_b", "ans_mu", "ans_sd") if k in z.files})
         n_in = m.mu.shape[0]
         if m.W.shape != (n_in, len(m.labels)) or m.call_W.shape != (len(call_evidence_names()), 3):
             raise ActModelError(f"{d}: weight shapes do not match acts.json")
+        if m.ans_W is not None and m.ans_W.shape != (len(answer_input_names(m.labels)),):
+            raise ActModelError(f"{d}: answer head shape does not match this code's answer inputs")
         _CACHE[key] = m
         return m
 

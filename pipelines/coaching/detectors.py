@@ -48,7 +48,12 @@ def build_frame(feature_list: Sequence[Mapping[str, Any]], speakers: Sequence[Se
         echo.extend(f["echo"])
         fs = f["prob"]
         for a in sem:
-            sims[a].extend(fs[a])
+            if a == "answered":
+                # best answer-head score within the agent's next `within_turns` turns
+                k = ruleset.answer_within_turns
+                sims[a].extend(max(x[:k]) if x[:k] else 0 for x in f["answer"])
+            else:
+                sims[a].extend(fs[a])
         offsets.append(offsets[-1] + n)
     cols: dict[str, Any] = {
         "norm": pl.Series("norm", norm, dtype=pl.String),
@@ -231,13 +236,22 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
                     seen.append(turns[j])
         return range(r + 1, end)
 
+    # learned (rule acts of these names, when the rule set defines them): a customer sentence
+    # the act model reads as a concern is raised even without a topic word; any concern the
+    # answer head scores as answered within the agent's next turns is answered
+    by_model = set(hits.get("concern_answered") or ())
+    topical: set[int] = set()
     for cn in ruleset.concerns:
         raised = hits.get(f"concern.{cn}") or []
+        topical.update(raised)
         if not raised:
             continue
         answers = set(hits.get(f"answer.{cn}") or [])
         answered = False
         for r in raised:
+            if r in by_model:
+                answered = True
+                break
             w = window(r)
             # the topic named within the agent's next turns answers it; later, nothing does
             # ("the refuelling charge" ten turns on is not an answer to "is the child seat
@@ -256,8 +270,17 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
                 break
         if not answered:
             out.append((raised[0], cn))
+    for r in hits.get("concern_raised") or ():
+        if r in topical or r in by_model:
+            continue
+        if r in questions and any(r < d <= r + within for d in direct):
+            continue
+        out.append((r, LEARNED_CONCERN))
     out.sort()
     return out
+
+
+LEARNED_CONCERN = "question"     # the name of a concern raised without a topic word
 
 
 def compile_cond(cond: Mapping[str, Any], ruleset: RuleSet):

@@ -27,8 +27,12 @@ Shape (JSON, columnar, one entry per sentence in time order)::
       "t": [float],                           # start time of the sentence (s)
       "norm": [str],                          # normalised sentence text
       "prob": {ACT: [int]},                   # P(act) x 1000 from the act model
-      "echo": [int]                           # max cosine to any earlier sentence of the
+      "echo": [int],                          # max cosine to any earlier sentence of the
                                               #   other speaker x 1000 (restating/recap)
+      "answer": [[int]]                       # customer sentences: per agent turn after it
+                                              #   (1..ANSWER_TURNS), the best P(an agent
+                                              #   sentence of that turn answers it) x 1000;
+                                              #   agent sentences: []
     }
 """
 
@@ -44,12 +48,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .acts import MODEL_DIR, ActModel, load_act_model, sentence_inputs
+from .acts import (ANSWER_TURNS, MODEL_DIR, ActModel, answer_inputs, answer_pairs, load_act_model,
+                   sentence_inputs)
 
 FEATURES_SCHEMA = "callcoach.coaching_features"
-NORMALISER_VERSION = "8"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes;
+NORMALISER_VERSION = "9"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes;
                            # 7: lower-case sentence starts, long unpunctuated runs cut;
-                           # 8: act probabilities are the max over a sentence and its clauses
+                           # 8: act probabilities are the max over a sentence and its clauses;
+                           # 9: "answer" (the answer head's scores per customer sentence)
 
 try:
     from importlib.metadata import version as _pkg_version
@@ -511,9 +517,10 @@ def clauses(norm: str) -> list[str]:
     return [" ".join(words[a:b]) for a, b in cuts]
 
 
-def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
-                   act_model: ActModel | None = None) -> list[dict[str, Any]]:
-    """turn_features for many transcripts, with one batched embedding pass."""
+def sentence_states(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
+                    act_model: ActModel | None = None) -> list[dict[str, Any]]:
+    """Per transcript: its segmentation (``_segment``), the sentences' embeddings, their act
+    probabilities (float, max over sentence and clauses) and speakers; one batched pass."""
     model = act_model or load_act_model()
     segs = [_segment(t) for t in transcripts]
     norms: list[str] = []
@@ -540,15 +547,30 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
     n_sent = len(norms)
     emb, P = emb_all[:n_sent], P_all[:n_sent]
     np.maximum.at(P, np.asarray(owner, dtype=np.intp), P_all[n_sent:])
-    Q = np.rint(P * 1000).astype(np.int32)
     out = []
     off = 0
-    for tr, seg in zip(transcripts, segs):
+    for seg in segs:
         n = len(seg["norm"])
-        e = emb[off:off + n]
-        q = Q[off:off + n]
-        speakers = speakers_all[off:off + n]
+        out.append({"seg": seg, "emb": emb[off:off + n], "P": P[off:off + n],
+                    "speakers": speakers_all[off:off + n]})
         off += n
+    return out
+
+
+def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
+                   act_model: ActModel | None = None) -> list[dict[str, Any]]:
+    """turn_features for many transcripts, with one batched embedding pass."""
+    model = act_model or load_act_model()
+    out = []
+    for tr, st in zip(transcripts, sentence_states(transcripts, encoder, model)):
+        seg, e, P, speakers = st["seg"], st["emb"], st["P"], st["speakers"]
+        n = len(seg["norm"])
+        q = np.rint(P * 1000).astype(np.int32)
+        pairs = answer_pairs(speakers, seg["turn"])
+        pa = model.answer_probs(answer_inputs(e, P, model.labels, seg["norm"], pairs))
+        answer: list[list[int]] = [[0] * ANSWER_TURNS if sp == "customer" else [] for sp in speakers]
+        for (c, _s, k), v in zip(pairs, np.rint(pa * 1000).astype(int).tolist()):
+            answer[c][k - 1] = max(answer[c][k - 1], v)
         out.append({
             "schema": FEATURES_SCHEMA,
             "version": features_version(model),
@@ -562,6 +584,7 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
             "norm": seg["norm"],
             "prob": {act: q[:, a].tolist() for a, act in enumerate(model.labels)},
             "echo": _echo(e, speakers),
+            "answer": answer,
         })
     return out
 
@@ -585,6 +608,7 @@ def features_valid(transcript, features: Mapping[str, Any] | None) -> bool:
     try:
         prob = features["prob"]
         return (len(features["turn"]) == n and len(features["norm"]) == n and len(features["t"]) == n
-                and all(len(v) == n for v in prob.values()) and len(features["echo"]) == n)
+                and all(len(v) == n for v in prob.values()) and len(features["echo"]) == n
+                and len(features["answer"]) == n)
     except (KeyError, TypeError, AttributeError):
         return False

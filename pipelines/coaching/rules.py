@@ -20,7 +20,13 @@ from typing import Any, Mapping
 
 import yaml
 
-from .acts import ACT_SPEAKER, ACTS as MODEL_ACTS
+from .acts import ACT_SPEAKER as _SENTENCE_ACT_SPEAKER, ACTS as _SENTENCE_ACTS, DERIVED_ACTS
+
+# what a `{model: NAME, min: P}` leaf may read: the sentence head's acts, and the derived
+# "answered" (customer sentences: the answer head's best score within the agent's next
+# `concern_answers.within_turns` turns)
+MODEL_ACTS = _SENTENCE_ACTS + tuple(DERIVED_ACTS)
+ACT_SPEAKER = {**_SENTENCE_ACT_SPEAKER, **DERIVED_ACTS}
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 DEFAULT_RULES = RULES_DIR / "default.yaml"

@@ -265,7 +265,8 @@ def _report(tr: Transcript, f: Mapping, speakers: list[str], hits: dict[str, lis
         if "unanswered_concern" in rule.when:
             un = detectors.unanswered_concerns(
                 hits, rs, {"turn": f["turn"], "speaker": speakers, "norm": f["norm"]})
-            concerns_out = [dict(call.evidence(k), concern=rs.concerns[c].label) for k, c in un]
+            concerns_out = [dict(call.evidence(k), concern=rs.concerns[c].label if c in rs.concerns
+                                 else "a question") for k, c in un]
             if not un:
                 continue
             ev = concerns_out[0]

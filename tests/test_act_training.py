@@ -1,0 +1,118 @@
+"""Training data plumbing of the act model (scripts/train_acts.py, scripts/coaching_data.py)
+and the answer head it ships: labels carried from a call's text onto its recognised text,
+the test split kept out of training, and what the answer head says about replies written
+for this test (in no corpus or labelled call)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipelines.coaching.acts import ANSWER_TURNS, answer_pairs, load_act_model
+from pipelines.coaching.features import features_batch
+from pipelines.transcript import Transcript, Turn
+from scripts import coaching_data as data
+from scripts.train_acts import align_labels
+
+
+def test_recognised_sentences_inherit_the_acts_of_the_text_they_were_heard_from():
+    truth = [("agent", "so the heater tripped twice and the reset did not hold", {"recap"}),
+             ("agent", "i have put all of that on the job sheet", {"documented"}),
+             ("customer", "will i be charged for the visit", {"concern"}),
+             ("agent", "no the visit is free", set())]
+    asr = [("agent", "so the heater trip twice and the reset didn't hold i have put all of that on"),
+           ("agent", "on the job sheet"),
+           ("customer", "will i be charged for the visit"),
+           ("customer", "no the visit is free"),          # diarization gave it to the customer
+           ("agent", "completely different words here")]
+    got = align_labels(truth, asr)
+    # the first recognised sentence covers the recap and most of the next sentence
+    assert got[0] == {"recap", "documented"}
+    assert got[1] is None          # a fragment of a sentence that carries an act: no row
+    assert got[2] == {"concern"}
+    assert got[3] is None          # words of an agent sentence under the customer: no row
+    assert got[4] is None          # nothing aligns: no row
+
+
+def test_only_train_split_calls_may_carry_sentence_or_concern_labels():
+    test_author = data.splits()["test"][0]
+    with pytest.raises(SystemExit, match="only train-split"):
+        data.call_sentence_acts(test_author)
+    with pytest.raises(SystemExit, match="only train-split"):
+        data.call_concerns(test_author)
+    assert not list(data.CALL_ACTS_DIR.glob(f"{test_author}*")), "labels of a test author exist"
+    assert not list(data.CONCERNS_DIR.glob(f"{test_author}*")), "labels of a test author exist"
+
+
+def test_sentence_labels_match_the_calls_they_label():
+    for author in data.splits()["train"]:
+        labels = data.call_sentence_acts(author)
+        assert labels, author
+        from scripts.train_acts import _sentences
+        for _a, _p, script in data.call_scripts("train"):
+            if _a != author:
+                continue
+            rows = labels[script["call_id"]]
+            sents = _sentences(data.script_transcript(script))
+            assert [r["speaker"] for r in rows] == [s for s, _ in sents], script["call_id"]
+        concerns = data.call_concerns(author)
+        for cid, pairs in concerns.items():
+            rows = labels[cid]
+            for k, a in pairs:
+                assert rows[k]["speaker"] == "customer", (cid, k)
+                assert a is None or (a > k and rows[a]["speaker"] == "agent"), (cid, k, a)
+
+
+def test_artefact_names_its_call_labels_and_answer_head():
+    doc = json.loads((data.ROOT / "pipelines" / "coaching" / "model" / "acts.json").read_text())
+    assert doc["call_sentence_labels"]["call_head_cross_fitted"] is True
+    assert set(doc["call_sentence_labels"]["authors"]) == set(data.splits()["train"])
+    assert doc["answer_head"]["pairs"] > 500 and 0 < doc["answer_head"]["answers"] < doc["answer_head"]["pairs"]
+    assert load_act_model().ans_W is not None
+
+
+def _call(lines):
+    t, turns = 0.0, []
+    for sp, text in lines:
+        d = 0.3 * len(text.split())
+        turns.append(Turn(sp, t, t + d, text))
+        t += d + 0.4
+    return Transcript("t", t, tuple(turns))
+
+
+def test_answer_pairs_reach_the_agents_next_turns_only():
+    sp = ["customer", "agent", "agent", "customer", "agent", "agent", "agent", "agent", "agent"]
+    turns = [0, 1, 1, 2, 3, 4, 5, 6, 7]
+    pairs = answer_pairs(sp, turns)
+    assert [(c, s, k) for c, s, k in pairs if c == 0] == [(0, 1, 1), (0, 2, 1), (0, 4, 2), (0, 5, 3), (0, 6, 4)]
+    assert max(k for _c, _s, k in pairs) == ANSWER_TURNS
+    assert {c for c, _s, _k in pairs} == {0, 3}
+
+
+QUESTIONS = [
+    ("is the boiler cover still running while the account is on hold",
+     "Yes, the cover carries on as normal until the end of the year.",
+     "Let me just grab your postcode first."),
+    ("do i need to send the broken part back to you",
+     "No need, you can keep it or recycle it, we don't want it back.",
+     "Our opening hours are nine till five on weekdays."),
+    ("how much will the replacement screen cost me",
+     "It's forty five pounds including fitting.",
+     "I can see you've been with us since 2019."),
+]
+
+
+@pytest.mark.parametrize("question,answer,other", QUESTIONS)
+def test_answer_head_prefers_the_reply_that_answers(question, answer, other):
+    opening = [("agent", "Hello, you're through to support."), ("customer", "Hi there.")]
+    a = features_batch([_call(opening + [("customer", question), ("agent", answer)])])[0]
+    b = features_batch([_call(opening + [("customer", question), ("agent", other)])])[0]
+    k = a["norm"].index(next(n for n in a["norm"] if n.startswith(question[:12])))
+    assert len(a["answer"][k]) == ANSWER_TURNS
+    speakers = [(opening + [("customer", question), ("agent", answer)])[t][0] for t in a["turn"]]
+    assert all((x == []) == (sp == "agent") for x, sp in zip(a["answer"], speakers))
+    assert a["answer"][k][0] > b["answer"][k][0] + 150, (a["answer"][k], b["answer"][k])
+    assert b["answer"][k][0] < 300
+    assert np.all(np.asarray(a["answer"][k][1:]) == 0)      # no later agent turn
