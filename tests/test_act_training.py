@@ -12,8 +12,8 @@ import pytest
 
 from pipelines.coaching.acts import ANSWER_TURNS, answer_pairs, load_act_model
 from pipelines.coaching.features import features_batch
-from pipelines.transcript import Transcript, Turn
 from scripts import coaching_data as data
+from test_acts import _call
 from scripts.train_acts import align_labels
 
 
@@ -71,15 +71,6 @@ def test_artefact_names_its_call_labels_and_answer_head():
     assert set(doc["call_sentence_labels"]["authors"]) == set(data.splits()["train"])
     assert doc["answer_head"]["pairs"] > 500 and 0 < doc["answer_head"]["answers"] < doc["answer_head"]["pairs"]
     assert load_act_model().ans_W is not None
-
-
-def _call(lines):
-    t, turns = 0.0, []
-    for sp, text in lines:
-        d = 0.3 * len(text.split())
-        turns.append(Turn(sp, t, t + d, text))
-        t += d + 0.4
-    return Transcript("t", t, tuple(turns))
 
 
 def test_answer_pairs_reach_the_agents_next_turns_only():
