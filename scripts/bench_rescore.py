@@ -25,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.coaching.features import FEATURES_VERSION, features_batch, transcript_digest  # noqa: E402
+from pipelines.coaching.acts import ANSWER_TURNS  # noqa: E402
+from pipelines.coaching.features import (FEATURES_VERSION, features_batch, features_valid,  # noqa: E402
+                                         transcript_digest)
 from pipelines.coaching.rules import default_ruleset, load_ruleset  # noqa: E402
 from pipelines.coaching.score import score_batch  # noqa: E402
 from pipelines.report import validate_report  # noqa: E402
@@ -54,7 +56,7 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
     n_turns = rng.randint(8, 16)
     t = rng.uniform(0.3, 0.6)
     turns = []
-    fturn, fspan, ft, fnorm, fecho = [], [], [], [], []
+    fturn, fspan, ft, fnorm, fecho, fanswer = [], [], [], [], [], []
     fsim: dict[str, list[int]] = {a: [] for a in by_speaker["agent"][0][2]["prob"]}
     speaker = "agent"
     for k in range(n_turns):
@@ -77,6 +79,8 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
             ft.append(round(start + dur * a / max(len(text), 1), 3))
             fnorm.append(feat["norm"])
             fecho.append(rng.randint(100, 600))
+            # the answer head's scores for the agent's next turns, as the speech stage stores them
+            fanswer.append([rng.randint(0, 1000) for _ in range(ANSWER_TURNS)] if speaker == "customer" else [])
             for act, v in feat["prob"].items():
                 fsim[act].append(v)
         t = end + rng.uniform(0.3, 1.0)
@@ -86,7 +90,7 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
                     metadata={"agent_id": f"a{rng.randint(1, 400):03d}", "team": f"t{rng.randint(1, 20):02d}",
                               "started_at": f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(8, 19):02d}:00:00Z"})
     feats = {"schema": "callcoach.coaching_features", "version": FEATURES_VERSION, "digest": transcript_digest(tr),
-             "n": len(fturn), "turn": fturn, "span": fspan, "t": ft, "norm": fnorm, "prob": fsim, "echo": fecho,
+             "n": len(fturn), "turn": fturn, "span": fspan, "t": ft, "norm": fnorm, "prob": fsim, "echo": fecho, "answer": fanswer,
              "acts_model": "bench"}
     return tr, feats
 
@@ -105,6 +109,10 @@ def run(n: int, batch: int, rs, by_speaker, seed: int, validate_every: int) -> d
         m = min(batch, n - done)
         t0 = time.perf_counter()
         items = [synth_call(done + j, rng, by_speaker) for j in range(m)]
+        if not done and not features_valid(*items[0]):
+            # the stored-features layout moved on and synth_call did not: scoring would
+            # recompute every call's features and time the encoder, not rescoring
+            raise SystemExit("bench_rescore: synthetic features are not valid stored features")
         t1 = time.perf_counter()
         reports = score_batch(items, rs)
         t2 = time.perf_counter()
