@@ -137,27 +137,32 @@ def insights_dev_calls() -> list[tuple[object, str]]:
 
 
 def call_text(script: dict):
-    """The text transcript a call's sentence labels refer to: the render's truth, or the
-    script's turns where the call is not rendered."""
+    """A call's exact text: the render's truth (exact times), or the script's turns where
+    the call is not rendered."""
     return truth_transcript(script["call_id"]) or script_transcript(script)
+
+
+def _train_label_rows(directory: Path, author: str, what: str) -> Iterator[tuple[Path, int, dict]]:
+    """(file, line number, row) of one author's label file under ``directory``; only
+    TRAIN-split authors may have labels, a test-split author is refused."""
+    if author not in splits()["train"]:
+        raise SystemExit(f"{what} of {author}: only train-split calls may be labelled")
+    p = directory / f"{author}.jsonl"
+    if not p.exists():
+        return
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            yield p, n, json.loads(line)
 
 
 def call_sentence_acts(author: str) -> dict[str, list[dict]]:
     """Sentence act labels of one author's calls (samples/labeled/acts/<author>.jsonl):
     call id -> rows {k, speaker, text, acts} in call order, one per sentence of
-    ``script_transcript`` (the script's text, so the labels do not depend on a render).  Only TRAIN-split authors have
-    them; a test-split author's file is refused."""
-    if author not in splits()["train"]:
-        raise SystemExit(f"sentence labels of {author}: only train-split calls may be labelled")
-    p = CALL_ACTS_DIR / f"{author}.jsonl"
-    out: dict[str, list[dict]] = {}
-    if not p.exists():
-        return out
+    ``script_transcript`` (the script's text, so the labels do not depend on a render).
+    Only TRAIN-split authors have them; a test-split author's file is refused."""
     from pipelines.coaching.acts import ACT_SPEAKER
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        r = json.loads(line)
+    out: dict[str, list[dict]] = {}
+    for p, n, r in _train_label_rows(CALL_ACTS_DIR, author, "sentence labels"):
         bad = [a for a in r["acts"] if ACT_SPEAKER.get(a) != r["speaker"]]
         if bad:
             raise SystemExit(f"{p}:{n}: acts {bad} are not {r['speaker']} acts")
@@ -203,14 +208,7 @@ def train_features(transcripts: list, authors: list[str]) -> list[dict | None]:
 def call_concerns(author: str) -> dict[str, list[tuple[int, int | None]]]:
     """Concern labels of one TRAIN-split author's calls: call id -> [(customer sentence k,
     answering agent sentence k or None)], k as in ``call_sentence_acts``."""
-    if author not in splits()["train"]:
-        raise SystemExit(f"concern labels of {author}: only train-split calls may be labelled")
-    p = CONCERNS_DIR / f"{author}.jsonl"
     out: dict[str, list[tuple[int, int | None]]] = {}
-    if not p.exists():
-        return out
-    for line in p.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out.setdefault(r["call_id"], []).append((int(r["k"]), r["answered_by"]))
+    for _p, _n, r in _train_label_rows(CONCERNS_DIR, author, "concern labels"):
+        out.setdefault(r["call_id"], []).append((int(r["k"]), r["answered_by"]))
     return out

@@ -45,7 +45,7 @@ def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
         if source == "asr":
             tr = data.asr_transcript(cid)
         else:
-            tr = data.truth_transcript(cid) or data.script_transcript(script)
+            tr = data.call_text(script)
             if source == "plain":
                 tr = data.plain_transcript(tr)
         if tr is None:

@@ -37,14 +37,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, MODEL_DIR,  # noqa: E402
+from pipelines.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, EMB_DIM, MODEL_DIR,  # noqa: E402
                                      call_evidence, fit_logistic, fit_softmax, save_act_model,
                                      sentence_inputs)
 from pipelines.coaching.features import embed_with_context, normalise  # noqa: E402
 from scripts import coaching_data as data  # noqa: E402
 
 HUMAN_VERSION = "2026.12.1"
-EMB_DIM = 384          # all-MiniLM-L6-v2: [emb | ctx | has_ctx] are the dense columns
 SEED = 20261205
 L2_GRID = (3e-3, 1e-2, 3e-2)
 CALL_L2_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01)
@@ -65,7 +64,6 @@ def call_negatives(split: str = "train", authors=None) -> list[dict]:
     """Customer sentences of the split's standard calls (script text and recognised text),
     as corpus-like rows with ``known``: the acts they are known negatives for (used for the
     authors whose calls have no sentence labels)."""
-    from pipelines.coaching.features import _segment
     rows = []
     for author, _p, script in data.call_scripts(split):
         if authors is not None and author not in authors:
@@ -75,9 +73,8 @@ def call_negatives(split: str = "train", authors=None) -> list[dict]:
         for tr in (data.call_text(script), data.asr_transcript(script["call_id"])):
             if tr is None:
                 continue
-            seg = _segment(tr)
-            for i, n in zip(seg["turn"], seg["norm"]):
-                if tr.turns[i].speaker == "customer":
+            for sp, n in _sentences(tr):
+                if sp == "customer":
                     rows.append({"norm": n, "speaker": "customer", "author": f"calls-{author}",
                                  "known": CALL_NEGATIVE_ACTS})
     return rows
@@ -128,6 +125,10 @@ def align_labels(truth: list[tuple[str, str, set]], asr: list[tuple[str, str]],
 FRAGMENT_WORDS = 2
 
 
+def _fragment(norm: str, acts: set) -> bool:
+    return bool(acts) and len(norm.split()) <= FRAGMENT_WORDS
+
+
 def call_sentence_rows(split: str = "train") -> tuple[list[dict], list[dict]]:
     """Training rows from the sentence labels of the split's calls (samples/labeled/acts):
     every labelled sentence of the call's text, its lower-case unpunctuated form, and each
@@ -155,18 +156,13 @@ def call_sentence_rows(split: str = "train") -> tuple[list[dict], list[dict]]:
                                  f"{len(sents)} sentences; relabel it")
             truth = [(s, n, set(r["acts"])) for (s, n), r in zip(sents, lab)]
             tag = f"calls-{author}"
-            for s, n, acts in truth:
-                if acts and len(n.split()) <= FRAGMENT_WORDS:
-                    continue      # "brilliant." (sarcastic), "twice.": the act is in the context
-                rows.append({"norm": n, "speaker": s, "author": tag, "acts": acts, "known": ACTS})
+            labelled = [((s, n), acts) for s, n, acts in truth]
             for tr in (plain_transcript(text), data.asr_transcript(cid)):
-                if tr is None:
-                    continue
-                other = _sentences(tr)
-                for (s, n), acts in zip(other, align_labels(truth, other)):
-                    if acts is not None and not (acts and len(n.split()) <= FRAGMENT_WORDS):
-                        rows.append({"norm": n, "speaker": s, "author": tag, "acts": acts,
-                                     "known": ACTS})
+                if tr is not None:
+                    other = _sentences(tr)
+                    labelled += zip(other, align_labels(truth, other))
+            rows += [{"norm": n, "speaker": s, "author": tag, "acts": acts, "known": ACTS}
+                     for (s, n), acts in labelled if acts is not None and not _fragment(n, acts)]
     return rows, missing
 
 
@@ -371,7 +367,7 @@ def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
 ANSWER_L2_GRID = (0.03, 0.1, 0.3, 1.0)
 
 
-def answer_rows(author: str, model, log=print):
+def answer_rows(author: str, model):
     """Answer-head rows from the concern labels of one train author's calls
     (samples/labeled/concerns), read by ``model`` (the sentence head that did not learn from
     this author): for each labelled concern, every agent sentence in the agent's next
@@ -400,8 +396,7 @@ def answer_rows(author: str, model, log=print):
                                if c in first and (a is None or a in first)]))
     X, y = [], []
     answers = []       # (call, ec, es, ps, nc, ns, k) of every true answer
-    for n_item, ((tr, labs), st) in enumerate(zip(items, sentence_states([t for t, _ in items],
-                                                                          act_model=model))):
+    for (tr, labs), st in zip(items, sentence_states([t for t, _ in items], act_model=model)):
         pairs = answer_pairs(st["speakers"], st["seg"]["turn"])
         keep = []
         for c, a in labs:
@@ -471,9 +466,12 @@ def answer_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], grid=ANSWER_L2_G
     Returns (final head, {author: head fitted without that author}, summary); a head is
     (W, b, mu, sd)."""
     authors = sorted(rows)
-    X = np.concatenate([rows[a][0] for a in authors] + ([extra[0]] if extra is not None and len(extra[1]) else []))
-    y = np.concatenate([rows[a][1] for a in authors] + ([extra[1]] if extra is not None and len(extra[1]) else []))
-    who = np.concatenate([[a] * len(rows[a][1]) for a in authors] + [["corpus"] * (len(y) - sum(len(rows[a][1]) for a in authors))])
+    parts = [(a, *rows[a]) for a in authors]
+    if extra is not None and len(extra[1]):
+        parts.append(("corpus", *extra))
+    X = np.concatenate([p[1] for p in parts])
+    y = np.concatenate([p[2] for p in parts])
+    who = np.concatenate([[p[0]] * len(p[2]) for p in parts])
 
     def fit(mask, l2):
         mu, sd = _standardise(X[mask])
@@ -604,17 +602,18 @@ def _call_head(args, W, b, mu, sd, meta, t0, heldout=None) -> int:
     # the call head is trained on features of the sentence head: write a provisional
     # artefact with an uninformative call head first
     save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
-    others = [a for a in data.splits()["train"] if a not in heldout]
-    parts = [call_rows("train", args.out, only=set(others))]
     from pipelines.coaching.acts import load_act_model
-    ans_rows = {a: answer_rows(a, load_act_model(args.out)) for a in others if data.call_concerns(a)}
+    others = [a for a in data.splits()["train"] if a not in heldout]
+    with_concerns = {a for a in data.splits()["train"] if data.call_concerns(a)}
+    parts = [call_rows("train", args.out, only=set(others))]
+    ans_rows = {a: answer_rows(a, load_act_model(args.out)) for a in others if a in with_concerns}
     with tempfile.TemporaryDirectory() as tmp:
         for author, (Wa, ba) in sorted(heldout.items()):
             d = Path(tmp) / author
             save_act_model(d, human_version="heldout", labels=ACTS,
                            arrays={"W": Wa, "b": ba, "mu": mu, "sd": sd, **blank}, meta={})
             parts.append(call_rows("train", d, only={author}, insights=False))
-            if data.call_concerns(author):
+            if author in with_concerns:
                 ans_rows[author] = answer_rows(author, load_act_model(d))
     E, y, cauthors, kinds = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if len(set(y.tolist())) < 3:
@@ -629,7 +628,6 @@ def _call_head(args, W, b, mu, sd, meta, t0, heldout=None) -> int:
     if ans_rows:
         print(f"answer head: {sum(len(v[1]) for v in ans_rows.values())} (concern, agent sentence) "
               f"pairs from {len(ans_rows)} authors' concern labels")
-        from pipelines.coaching.acts import load_act_model
         extra = answer_corpus_rows(load_act_model(args.out))
         print(f"  + {len(extra[1])} (concern, reply) pairs of the answer corpus")
         (aW, ab, amu, asd), ans_held, meta["answer_head"] = answer_head(ans_rows, extra=extra)

@@ -60,7 +60,7 @@ def test_talk_ratio_and_range():
 
 @pytest.mark.parametrize("lines,want", [
     (UPSET + [("a", "I'm sorry.")], "escalation"),
-    ([("c", "I want to speak to a manager.")], "escalation"),
+    ([("c", "Get me your manager, I've had enough of this.")], "escalation"),
     ([("c", "Our exports fail."), ("a", "I'll transfer this to the tier two team.")], "handoff"),
     ([("c", "Can I change my delivery day?"), ("a", "Yes, done.")], "standard"),
 ])

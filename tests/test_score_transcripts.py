@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 ESCALATION = [
     ("agent", "Good afternoon, Brookfield Water, Tom speaking, how can I help?"),
     ("customer", "I've reported the leak outside my house three times now and still nobody has turned up."),
-    ("customer", "I'm sick of being fobbed off, I want to speak to a manager."),
+    ("customer", "I'm sick of being fobbed off, put your supervisor on the line."),
     ("agent", "I'm really sorry, that's not good enough and it's our fault the job was closed."),
     ("agent", "I've booked an emergency crew for you right now, they'll be there by four pm today."),
     ("agent", "I'll ring you tomorrow at nine to make sure it's fixed."),

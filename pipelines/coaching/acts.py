@@ -184,6 +184,7 @@ def call_evidence(prob: Mapping[str, Sequence[float]], n: int, opening: int = 0)
 # and the rules read "answered" (customer sentences) as the best within
 # `concern_answers.within_turns` of them.
 ANSWER_TURNS = 4
+EMB_DIM = 384          # all-MiniLM-L6-v2 sentence embeddings
 DERIVED_ACTS = {"answered": "customer"}      # model outputs that are not sentence-head acts
 _STOP = frozenset("""the a an and or but so to of in on at for with is are was were be been it
 it's this that you your i i'm we me my our they them he she his her do does did not no yes
@@ -201,9 +202,6 @@ def answer_input_names(labels: Sequence[str]) -> tuple[str, ...]:
             + tuple(f"offset{k}" for k in range(1, ANSWER_TURNS + 1))
             + tuple(f"p:{a}" for a in agent) + tuple(f"c:{s}" for s in SIGNAL_NAMES)
             + tuple(f"s:{s}" for s in SIGNAL_NAMES))
-
-
-EMB_DIM = 384
 
 
 def answer_pairs(speakers: Sequence[str], turns: Sequence[int]) -> list[tuple[int, int, int]]:

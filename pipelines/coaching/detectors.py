@@ -281,6 +281,7 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
 
 
 LEARNED_CONCERN = "question"     # the name of a concern raised without a topic word
+LEARNED_CONCERN_LABEL = "a question"
 
 
 def compile_cond(cond: Mapping[str, Any], ruleset: RuleSet):

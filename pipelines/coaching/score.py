@@ -266,7 +266,7 @@ def _report(tr: Transcript, f: Mapping, speakers: list[str], hits: dict[str, lis
             un = detectors.unanswered_concerns(
                 hits, rs, {"turn": f["turn"], "speaker": speakers, "norm": f["norm"]})
             concerns_out = [dict(call.evidence(k), concern=rs.concerns[c].label if c in rs.concerns
-                                 else "a question") for k, c in un]
+                                 else detectors.LEARNED_CONCERN_LABEL) for k, c in un]
             if not un:
                 continue
             ev = concerns_out[0]
