@@ -57,8 +57,8 @@ def _words(text: str) -> list[str]:
 
 # Phrases each sample call is about: a supervisor's verdict hangs on hearing them.
 KEY_PHRASES = {
-    "sample-01-escalation": ["completely understand why this is frustrating", "refunding",
-                             "4 pm today", "call you tomorrow", "manager", "anything else"],
+    "sample-01-escalation": ["horrible thing to find", "refunding",
+                             "4 pm today", "call you tomorrow", "manager", "anything more you need"],
     "sample-02-handoff": ["tracking number", "pass this to someone", "look into it", "refund",
                           "website", "explain it again"],
 }
