@@ -91,10 +91,15 @@ def align_labels(truth: list[tuple[str, str, set]], asr: list[tuple[str, str]],
     """The acts of each recognised sentence, carried over from the labelled text sentences
     it was recognised from: the two word streams are aligned (difflib), a recognised
     sentence takes the union of the acts of the text sentences it covers at least
-    ``min_share`` of.  None (not a training row) where under ``min_share`` of its own words
-    align, where the words come from the other speaker's sentences (a diarization error), or
-    where it holds only a fragment of a sentence that carries an act (a recogniser's
-    "hi" split off "hi, I need my PIN reset" is not a request)."""
+    ``min_share`` of.  A recognised sentence whose aligned words all come from act-free text
+    sentences of its own speaker carries no act, however garbled or cut it is ("my name is
+    gregory" split off a greeting, "lonely must meet my care" for "lovely, that's my card
+    then"): those are the lines a recogniser makes of routine talk, and the head must learn
+    that they are no evidence.  None (not a training row) where under ``min_share`` of its
+    own words align to act-carrying text, where the words come from the other speaker's
+    sentences (a diarization error), or where it holds only a fragment of a sentence that
+    carries an act (a recogniser's "hi" split off "hi, I need my PIN reset" is not a
+    request)."""
     import difflib
     tw = [(w, i) for i, (_s, n, _a) in enumerate(truth) for w in n.split()]
     aw = [(w, j) for j, (_s, n) in enumerate(asr) for w in n.split()]
@@ -108,6 +113,9 @@ def align_labels(truth: list[tuple[str, str, set]], asr: list[tuple[str, str]],
     out: list[set | None] = []
     for j, (speaker, n) in enumerate(asr):
         m = len(n.split())
+        if hits[j] and all(truth[i][0] == speaker and not truth[i][2] for i in hits[j]):
+            out.append(set())
+            continue
         if not m or sum(hits[j].values()) < min_share * m:
             out.append(None)
             continue

@@ -36,6 +36,21 @@ def test_recognised_sentences_inherit_the_acts_of_the_text_they_were_heard_from(
     assert got[4] is None          # nothing aligns: no row
 
 
+def test_garbled_or_cut_recognitions_of_act_free_talk_are_act_free_rows():
+    truth = [("agent", "morning you're through to kestrel bank my name is ada", set()),
+             ("customer", "lovely that's the card then", set()),
+             ("customer", "and it still hasn't arrived after a fortnight", {"failure_reported"})]
+    asr = [("agent", "morning you're through to kestrel"),       # cut greeting
+           ("agent", "bank my name is ada"),
+           ("customer", "lonely must meet the card then"),         # garbled, act-free source
+           ("customer", "and it's still has nt"),                  # garbled, act-carrying source
+           ("agent", "arrived after a fortnight")]                 # the other speaker's words
+    got = align_labels(truth, asr)
+    assert got[0] == set() and got[1] == set() and got[2] == set()
+    assert got[3] is None          # the words do not show the act the speaker meant: no row
+    assert got[4] is None          # a diarization error: no row
+
+
 def test_only_train_split_calls_may_carry_sentence_or_concern_labels():
     test_author = data.splits()["test"][0]
     with pytest.raises(SystemExit, match="only train-split"):
