@@ -2,6 +2,7 @@
 """Measure the coaching engine on the labelled calls, by split and by transcript source.
 
     .venv/bin/python -m scripts.eval_engine                      # train split (for choices)
+    .venv/bin/python -m scripts.eval_engine --split validation   # choose between whole engines
     .venv/bin/python -m scripts.eval_engine --split test         # locked test split: report only
     .venv/bin/python -m scripts.eval_engine --split test --baseline 3acb665   # old engine too
     .venv/bin/python -m scripts.eval_engine --split test --json out/eval.json
@@ -96,6 +97,25 @@ def score_baseline(trs: list, rev: str) -> dict[str, dict]:
         return json.loads(dst.read_text())
 
 
+# The additive per-call counts the headline figures are ratios of (see call_counts).
+COUNTS = ("calls", "type_ok", "checks", "checks_ok", "tp", "fp", "fn", "standard",
+          "standard_typed", "standard_false_risks")
+
+
+def call_counts(report: dict, labels: dict) -> tuple[int, ...]:
+    """One call's contribution to each of COUNTS: the figures of any multiset of calls (a
+    bootstrap resample, say) are ratios of sums of these rows, as ``evaluate`` computes them."""
+    got = {c["check"]: c["passed"] for c in report["process_checks"]}
+    want_checks = labels.get("checks") or {}
+    ok = sum(got.get(k, "absent") == v for k, v in want_checks.items())
+    want_r = set(labels.get("risks") or [])
+    got_r = {x["risk"] for x in report["risks"]}
+    std = labels["call_type"] == "standard"
+    return (1, int(report["call_type"] == labels["call_type"]), len(want_checks), ok,
+            len(got_r & want_r), len(got_r - want_r), len(want_r - got_r), int(std),
+            int(std and report["call_type"] != "standard"), len(got_r - want_r) if std else 0)
+
+
 def evaluate(reports: dict[str, dict], truth: dict[str, dict]) -> dict:
     ct_ok = chk_n = chk_ok = tp = fp = fn = 0
     per_check: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -159,7 +179,7 @@ def row(name: str, m: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--split", default="train", choices=["train", "test"])
+    ap.add_argument("--split", default="train", choices=["train", "validation", "test"])
     ap.add_argument("--sources", default=",".join(SOURCES))
     ap.add_argument("--baseline", default=None, help="git revision of an earlier engine to score too")
     ap.add_argument("--json", type=Path, default=None)

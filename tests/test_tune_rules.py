@@ -1,0 +1,89 @@
+"""The rule tuner's arithmetic (scripts/tune_rules.py, scripts/eval_engine.py): per-call counts
+that add up to the evaluation's figures, and the bootstrap gate that keeps a threshold from
+moving on the strength of one or two calls.  Synthetic reports: what is under test is the
+counting and the gate, not the engine."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scripts import eval_engine
+from scripts.tune_rules import better, objective_counts
+
+
+def _report(cid, call_type, checks=(), risks=()):
+    return {"call_id": cid, "call_type": call_type, "call_type_confidence": 0.9,
+            "process_checks": [{"check": c, "passed": v} for c, v in checks],
+            "risks": [{"risk": r} for r in risks]}
+
+
+TRUTH = {
+    "e1": {"labels": {"call_type": "escalation", "risks": ["no_follow_up_scheduled"],
+                      "checks": {"issue_acknowledged": True, "follow_up_scheduled": False,
+                                 "root_cause_explained": None}}},
+    "h1": {"labels": {"call_type": "handoff", "risks": [],
+                      "checks": {"warm_handoff": True, "issue_documented": False}}},
+    "s1": {"labels": {"call_type": "standard", "risks": [], "checks": {}}},
+    "s2": {"labels": {"call_type": "standard", "risks": ["concern_not_addressed"], "checks": {}}},
+}
+REPORTS = {
+    # right type; one check wrong (None labelled, False given), the risk found
+    "e1": _report("e1", "escalation", [("issue_acknowledged", True), ("follow_up_scheduled", False),
+                                       ("root_cause_explained", False)], ["no_follow_up_scheduled"]),
+    # typed escalation: its handoff checks are absent, a false risk
+    "h1": _report("h1", "escalation", [], ["no_follow_up_scheduled"]),
+    # routine call typed handoff with a false risk
+    "s1": _report("s1", "handoff", [], ["customer_must_reexplain"]),
+    # the unanswered question missed
+    "s2": _report("s2", "standard", [], []),
+}
+
+
+def test_per_call_counts_add_up_to_the_evaluations_figures():
+    m = eval_engine.evaluate(REPORTS, TRUTH)
+    c = np.array([eval_engine.call_counts(REPORTS[k], TRUTH[k]["labels"]) for k in TRUTH]).sum(0)
+    got = dict(zip(eval_engine.COUNTS, c))
+    assert got["calls"] == m["calls"] == 4
+    assert got["type_ok"] / got["calls"] == m["call_type_accuracy"] == 0.5
+    assert got["checks_ok"] / got["checks"] == m["check_accuracy"] == 0.4   # 2 of 5
+    assert abs(got["tp"] / (got["tp"] + got["fp"]) - m["risk_precision"]) < 1e-4
+    assert m["risk_precision"] == round(1 / 3, 4)
+    assert got["tp"] / (got["tp"] + got["fn"]) == m["risk_recall"] == 0.5
+    assert got["standard_typed"] / got["standard"] == m["standard_typed_other"] == 0.5
+    assert got["standard_false_risks"] / got["standard"] == m["standard_false_risks_per_call"] == 0.5
+    # and the objective of the sums is that of the figures: 0.5 + 0.4 + F1(1/3, 1/2) - 0.5 - 0.5
+    # - 5 * (0.5 - 0.02) - 5 * (0.5 - 0.05)
+    f1 = 2 * (1 / 3) * 0.5 / (1 / 3 + 0.5)
+    want = 0.5 + 0.4 + f1 - 0.5 - 0.5 - 5 * 0.48 - 5 * 0.45
+    assert abs(float(objective_counts([c])) - want) < 1e-9
+
+
+def _boot(per_call_gain: np.ndarray, n_boot: int = 400, seed: int = 3):
+    """(full, per-resample) objectives of a candidate whose gain over the current value is
+    the mean of per-call gains, against a current value of 0."""
+    rng = np.random.default_rng(seed)
+    n = len(per_call_gain)
+    w = rng.multinomial(n, [1 / n] * n, size=n_boot)
+    cand = (float(per_call_gain.mean()), w @ per_call_gain / n)
+    cur = (0.0, np.zeros(n_boot))
+    return cand, cur
+
+
+def test_a_gain_resting_on_one_call_does_not_move_a_threshold():
+    gain = np.zeros(100)
+    gain[17] = 1.0                       # one call gets better, nothing else changes
+    cand, cur = _boot(gain)
+    assert cand[0] > cur[0]              # plain coordinate ascent would take it
+    assert better(cand, cur, support=0.0)
+    assert not better(cand, cur)         # the bootstrap gate does not
+
+
+def test_a_gain_shared_by_many_calls_moves_it_and_a_net_loss_never_does():
+    gain = np.zeros(100)
+    gain[:12] = 1.0                      # twelve calls better, two worse
+    gain[50:52] = -1.0
+    cand, cur = _boot(gain)
+    assert better(cand, cur)
+    assert not better(cur, cand)
+    worse = (cand[0] - 0.2, cand[1])     # a candidate that loses on the calls as a whole
+    assert not better(worse, cur, support=0.0)
