@@ -275,9 +275,11 @@ def validate_labels(labels, overlaps: dict | None = None) -> list[str]:
     if ct == "handoff":
         if (checks.get("specific_timeframe_given") is False) != ("no_escalation_timeframe" in risks):
             errs.append("no_escalation_timeframe must be listed exactly when specific_timeframe_given is false")
-        reexplain = checks.get("issue_documented") is False and checks.get("warm_handoff") is False
-        if reexplain != ("customer_must_reexplain" in risks):
-            errs.append("customer_must_reexplain must be listed exactly when neither "
+        # LABELING.md: the risk holds when neither was done, or when the agent told the
+        # customer they would have to explain it again (possible after a warm transfer too)
+        if checks.get("issue_documented") is False and checks.get("warm_handoff") is False \
+                and "customer_must_reexplain" not in risks:
+            errs.append("customer_must_reexplain must be listed when neither "
                         "issue_documented nor warm_handoff holds")
         if checks.get("ownership_stated") is True and "ownership_unclear_after_handoff" in risks:
             errs.append("ownership_stated true contradicts ownership_unclear_after_handoff")

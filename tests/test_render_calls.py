@@ -156,6 +156,27 @@ def test_check_rejects_labels_outside_the_contract(tmp_path, overrides, needle):
     assert needle in proc.stderr
 
 
+HANDOFF_CHECKS = {"issue_recap_given": True, "impact_assessed": False, "ownership_stated": True,
+                  "specific_timeframe_given": True, "ticket_reference_provided": True,
+                  "issue_documented": False, "warm_handoff": False, "expectations_set": True}
+
+
+@pytest.mark.parametrize("warm,risks,ok", [
+    (False, [], False),                             # neither documented nor warm: risk required
+    (False, ["customer_must_reexplain"], True),
+    (True, [], True),
+    (True, ["customer_must_reexplain"], True),      # warm, but told to explain it all again
+])
+def test_check_customer_must_reexplain_as_labeling_md_defines_it(tmp_path, warm, risks, ok):
+    script = tiny_script("tiny-ho", call_type="handoff", risks=risks,
+                         checks=dict(HANDOFF_CHECKS, warm_handoff=warm))
+    write_script(tmp_path, script)
+    proc = run_renderer("--check", tmp_path)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    if not ok:
+        assert "customer_must_reexplain" in proc.stderr
+
+
 def test_committed_sample_scripts_pass_check():
     proc = run_renderer("--check", SAMPLES / "scripts")
     assert proc.returncode == 0, proc.stderr
