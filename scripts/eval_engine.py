@@ -153,8 +153,10 @@ def evaluate(reports: dict[str, dict], truth: dict[str, dict]) -> dict:
                            f"{lab['call_type']}", "wrong_checks": wrong,
                            "fp": sorted(got_r - want_r), "fn": sorted(want_r - got_r)})
     n = len(truth)
+    counts = [sum(c) for c in zip(*(call_counts(reports[cid], d["labels"]) for cid, d in truth.items()))]
     return {
         "calls": n,
+        "counts": dict(zip(COUNTS, counts)),
         "call_type_accuracy": round(ct_ok / n, 4) if n else None,
         "check_accuracy": round(chk_ok / chk_n, 4) if chk_n else None,
         "checks": chk_n,
@@ -205,8 +207,19 @@ def main(argv=None) -> int:
             m = evaluate(fn(trs), truth)
             results[f"{name}/{source}"] = m
             print(row(f"{name} / {source}", m), flush=True)
+    # one number per engine over the sources: the tuner's objective (scripts/tune_rules.py,
+    # without its insights term), which is what decides between candidate engines on the
+    # validation split
+    from scripts.tune_rules import objective_counts
+    for name in dict.fromkeys(k.split("/")[0] for k in results):
+        sets = [[results[k]["counts"][c] for c in COUNTS] for k in results if k.split("/")[0] == name]
+        obj = float(objective_counts(sets))
+        results[f"{name}/objective"] = obj
+        print(f"objective ({name}, {len(sets)} sources): {obj:.4f}")
     if args.misses:
         for k, m in results.items():
+            if not isinstance(m, dict):
+                continue
             print(f"\n## {k}")
             for x in m["misses"]:
                 print(f"- {x['call']}: {x['type']} checks {x['wrong_checks']} fp {x['fp']} fn {x['fn']}")
