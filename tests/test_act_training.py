@@ -51,14 +51,15 @@ def test_garbled_or_cut_recognitions_of_act_free_talk_are_act_free_rows():
     assert got[4] is None          # a diarization error: no row
 
 
-def test_only_train_split_calls_may_carry_sentence_or_concern_labels():
-    test_author = data.splits()["test"][0]
-    with pytest.raises(SystemExit, match="only train-split"):
-        data.call_sentence_acts(test_author)
-    with pytest.raises(SystemExit, match="only train-split"):
-        data.call_concerns(test_author)
-    assert not list(data.CALL_ACTS_DIR.glob(f"{test_author}*")), "labels of a test author exist"
-    assert not list(data.CONCERNS_DIR.glob(f"{test_author}*")), "labels of a test author exist"
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_only_train_split_calls_may_carry_sentence_or_concern_labels(split):
+    for author in data.splits()[split]:
+        with pytest.raises(SystemExit, match="only train-split"):
+            data.call_sentence_acts(author)
+        with pytest.raises(SystemExit, match="only train-split"):
+            data.call_concerns(author)
+        assert not list(data.CALL_ACTS_DIR.glob(f"{author}*")), f"labels of a {split} author exist"
+        assert not list(data.CONCERNS_DIR.glob(f"{author}*")), f"labels of a {split} author exist"
 
 
 def test_sentence_labels_match_the_calls_they_label():
@@ -122,3 +123,21 @@ def test_answer_head_prefers_the_reply_that_answers(question, answer, other):
     assert a["answer"][k][0] > b["answer"][k][0] + 150, (a["answer"][k], b["answer"][k])
     assert b["answer"][k][0] < 300
     assert np.all(np.asarray(a["answer"][k][1:]) == 0)      # no later agent turn
+
+
+def test_label_skeleton_rows_are_the_sentences_the_labels_are_checked_against(tmp_path):
+    from scripts import label_skeleton
+    author = data.splits()["train"][0]
+    labels = data.call_sentence_acts(author)
+    assert label_skeleton.main([author, str(tmp_path)]) == 0
+    files = sorted(tmp_path.glob("*.jsonl"))
+    assert len(files) == len(labels)
+    for p in files:
+        rows = [json.loads(x) for x in p.read_text().splitlines()]
+        want = labels[p.stem]
+        assert [(r["k"], r["speaker"], r["text"]) for r in rows] == \
+            [(r["k"], r["speaker"], r["text"]) for r in want]
+        assert all(r["acts"] == [] for r in rows)
+    for split in ("validation", "test"):
+        with pytest.raises(SystemExit, match="not a train-split author"):
+            label_skeleton.main([data.splits()[split][0], str(tmp_path / split)])
