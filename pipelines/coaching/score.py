@@ -104,6 +104,9 @@ def _talk_ratio(tr: Transcript, lo_hi: tuple[float, float]) -> dict[str, Any]:
             "within_expected": bool(tot > 0 and lo <= ra <= hi)}
 
 
+_WORD_RE = re.compile(r"[a-z']+(?:-[a-z']+)*")
+
+
 def interruptions(tr: Transcript, min_overlap_s: float,
                   max_pause_s: float = 0.0, backchannel: str | None = None,
                   backchannel_words: int = 0) -> tuple[list[int], list[int]]:
@@ -125,17 +128,20 @@ def interruptions(tr: Transcript, min_overlap_s: float,
     def is_backchannel(t) -> bool:
         if bc is None:
             return False
-        words = re.findall(r"[a-z']+(?:-[a-z']+)*", t.text.lower())
+        words = _WORD_RE.findall(t.text.lower())
         return 0 < len(words) <= backchannel_words and all(bc.fullmatch(w) for w in words)
     last_end = {"agent": -1.0, "customer": -1.0}
     other = {"agent": "customer", "customer": "agent"}
     out: dict[str, list[int]] = {"agent": [], "customer": []}
     resumed: set[int] = set()       # turns that carry on a paused turn someone cut into
     for i, t in enumerate(turns):
-        if t.speaker in other and i not in resumed and not is_backchannel(t):
+        # (whether a turn is a backchannel is asked only of a turn that would otherwise
+        # interrupt: the word match is the costly part of rescoring a call)
+        if t.speaker in other and i not in resumed:
             o = other[t.speaker]
             if last_end[o] - t.start >= min_overlap_s:
-                out[t.speaker].append(i)
+                if not is_backchannel(t):
+                    out[t.speaker].append(i)
             elif max_pause_s > 0 and last_end[o] >= 0 and t.start >= last_end[o] - min_overlap_s:
                 # did the other speaker carry on, after a short pause, over this turn?
                 for j in range(i + 1, len(turns)):
@@ -143,7 +149,7 @@ def interruptions(tr: Transcript, min_overlap_s: float,
                     if u.start > t.end - min_overlap_s:
                         break
                     if u.speaker == o:
-                        if u.start - last_end[o] <= max_pause_s:
+                        if u.start - last_end[o] <= max_pause_s and not is_backchannel(t):
                             out[t.speaker].append(i)
                             resumed.add(j)
                         break
