@@ -5,16 +5,19 @@
     .venv/bin/python -m scripts.tune_rules --write         # and write them into default.yaml
 
 Every `{model: ACT, min: P}` leaf of the rule file (and `classify.min_confidence`) is a
-threshold.  Coordinate descent: for each threshold in turn, try a grid of values and keep
-the one that maximises the objective on the train split's transcripts (exact text, the same
-text in lower case without punctuation, and the speech stage's transcripts), then go round
-again, moving only where the move is backed by the train calls as a whole (a paired
-bootstrap over calls, see SUPPORT), not by one or two of them.  Objective: call-type accuracy + per-check accuracy + risk F1, minus the share of
-standard calls typed otherwise and their false risks per call, and a penalty for going over
-the routine-call bars (2% typed otherwise, 0.05 false risks per call).  Ties keep the current value.
-The insights set's dev calls (call types only) add their call-type accuracy.  The test
-split is never read.  Train calls whose sentences trained the act model are read by the
-cross-fitted model of their author (``coaching_data.train_features``), as a new call would be.  Features are computed once; each trial only re-applies rules.
+threshold.  Coordinate ascent: for each threshold in turn, try a grid of values and take the
+best one that beats the current value on the train split's transcripts (exact text, the
+same text in lower case without punctuation, and the speech stage's transcripts) AND on at
+least SUPPORT of the paired bootstrap resamples of the train calls, so that no move rests
+on one or two calls; then go round again.  Objective: call-type accuracy + per-check
+accuracy + risk F1, minus the share of standard calls typed otherwise and their false
+risks per call, and a penalty for going over the routine-call bars (2% typed otherwise,
+0.05 false risks per call).  The insights set's dev calls (call types only) add their
+call-type accuracy.  The validation and test splits are never read (whether a re-tuned
+rule set ships is decided on validation by ``eval_engine --split validation``).  Train
+calls whose sentences trained the act model are read by the cross-fitted model of their
+author (``coaching_data.train_features``), as a new call would be.  Features are computed
+once; each trial only re-applies rules.
 """
 
 from __future__ import annotations
