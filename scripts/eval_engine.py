@@ -79,8 +79,16 @@ json.dump({r["call_id"]: r for r in reps}, open(sys.argv[3], "w"))
 """
 
 
+def baseline_worktree(rev: str) -> Path:
+    """Where the engine of git revision ``rev`` is checked out: keyed by the commit the
+    revision names now, so "HEAD" or a branch never reuses a checkout of an older commit."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    return Path(tempfile.gettempdir()) / f"callcoach-baseline-{sha[:12]}"
+
+
 def score_baseline(trs: list, rev: str) -> dict[str, dict]:
-    wt = Path(tempfile.gettempdir()) / f"callcoach-baseline-{rev}"
+    wt = baseline_worktree(rev)
     if not wt.exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(wt), rev],
                        check=True, capture_output=True)

@@ -6,6 +6,7 @@ counting and the gate, not the engine."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scripts import eval_engine
 from scripts.tune_rules import better, objective_counts
@@ -87,3 +88,13 @@ def test_a_gain_shared_by_many_calls_moves_it_and_a_net_loss_never_does():
     assert not better(cur, cand)
     worse = (cand[0] - 0.2, cand[1])     # a candidate that loses on the calls as a whole
     assert not better(worse, cur, support=0.0)
+
+
+def test_a_baseline_checkout_is_keyed_by_the_commit_a_revision_names_now():
+    import subprocess
+    head = subprocess.run(["git", "-C", str(eval_engine.ROOT), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert eval_engine.baseline_worktree("HEAD").name == f"callcoach-baseline-{head[:12]}"
+    assert eval_engine.baseline_worktree(head) == eval_engine.baseline_worktree("HEAD")
+    with pytest.raises(subprocess.CalledProcessError):
+        eval_engine.baseline_worktree("no-such-revision")
