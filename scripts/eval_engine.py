@@ -125,22 +125,19 @@ def call_counts(report: dict, labels: dict) -> tuple[int, ...]:
 
 
 def evaluate(reports: dict[str, dict], truth: dict[str, dict]) -> dict:
-    ct_ok = chk_n = chk_ok = tp = fp = fn = 0
     per_check: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     per_risk: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     confusion: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    std_n = std_typed = std_false_risks = 0
+    total = [0] * len(COUNTS)
     misses = []
     for cid, d in truth.items():
         lab, r = d["labels"], reports[cid]
+        total = [x + y for x, y in zip(total, call_counts(r, lab))]
         confusion[lab["call_type"]][r["call_type"]] += 1
-        ct_ok += r["call_type"] == lab["call_type"]
         got = {c["check"]: c["passed"] for c in r["process_checks"]}
         wrong = []
         for name, want in (lab.get("checks") or {}).items():
             ok = got.get(name, "absent") == want
-            chk_n += 1
-            chk_ok += ok
             per_check[name][0] += 1
             per_check[name][1] += ok
             if not ok:
@@ -149,30 +146,24 @@ def evaluate(reports: dict[str, dict], truth: dict[str, dict]) -> dict:
         got_r = {x["risk"] for x in r["risks"]}
         for x in got_r | want_r:
             per_risk[x][0 if (x in got_r and x in want_r) else (1 if x in got_r else 2)] += 1
-        tp += len(got_r & want_r)
-        fp += len(got_r - want_r)
-        fn += len(want_r - got_r)
-        if lab["call_type"] == "standard":
-            std_n += 1
-            std_typed += r["call_type"] != "standard"
-            std_false_risks += len(got_r - want_r)
         if wrong or got_r != want_r or r["call_type"] != lab["call_type"]:
             misses.append({"call": cid, "type": f"{r['call_type']}({r['call_type_confidence']})/"
                            f"{lab['call_type']}", "wrong_checks": wrong,
                            "fp": sorted(got_r - want_r), "fn": sorted(want_r - got_r)})
-    n = len(truth)
-    counts = [sum(c) for c in zip(*(call_counts(reports[cid], d["labels"]) for cid, d in truth.items()))]
+    c = dict(zip(COUNTS, total))
+    n, chk_n, std_n = c["calls"], c["checks"], c["standard"]
+    tp, fp, fn = c["tp"], c["fp"], c["fn"]
     return {
         "calls": n,
-        "counts": dict(zip(COUNTS, counts)),
-        "call_type_accuracy": round(ct_ok / n, 4) if n else None,
-        "check_accuracy": round(chk_ok / chk_n, 4) if chk_n else None,
+        "counts": c,
+        "call_type_accuracy": round(c["type_ok"] / n, 4) if n else None,
+        "check_accuracy": round(c["checks_ok"] / chk_n, 4) if chk_n else None,
         "checks": chk_n,
         "risk_precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
         "risk_recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
         "standard_calls": std_n,
-        "standard_typed_other": round(std_typed / std_n, 4) if std_n else None,
-        "standard_false_risks_per_call": round(std_false_risks / std_n, 4) if std_n else None,
+        "standard_typed_other": round(c["standard_typed"] / std_n, 4) if std_n else None,
+        "standard_false_risks_per_call": round(c["standard_false_risks"] / std_n, 4) if std_n else None,
         "confusion": {k: dict(v) for k, v in confusion.items()},
         "per_check": {k: round(v[1] / v[0], 3) for k, v in sorted(per_check.items())},
         "per_risk": {k: {"tp": v[0], "fp": v[1], "fn": v[2]} for k, v in sorted(per_risk.items())},
@@ -219,21 +210,20 @@ def main(argv=None) -> int:
     # without its insights term), which is what decides between candidate engines on the
     # validation split
     from scripts.tune_rules import objective_counts
+    objectives = {}
     for name in dict.fromkeys(k.split("/")[0] for k in results):
-        sets = [[results[k]["counts"][c] for c in COUNTS] for k in results if k.split("/")[0] == name]
-        obj = float(objective_counts(sets))
-        results[f"{name}/objective"] = obj
-        print(f"objective ({name}, {len(sets)} sources): {obj:.4f}")
+        sets = [[m["counts"][c] for c in COUNTS] for k, m in results.items() if k.split("/")[0] == name]
+        objectives[name] = float(objective_counts(sets))
+        print(f"objective ({name}, {len(sets)} sources): {objectives[name]:.4f}")
     if args.misses:
         for k, m in results.items():
-            if not isinstance(m, dict):
-                continue
             print(f"\n## {k}")
             for x in m["misses"]:
                 print(f"- {x['call']}: {x['type']} checks {x['wrong_checks']} fp {x['fp']} fn {x['fn']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"split": args.split, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"split": args.split, "results": results,
+                                         "objectives": objectives}, indent=1))
     return 0
 
 

@@ -140,9 +140,6 @@ class Tuner:
                                 None if typed is None else self.typed_weights @ typed)
         return full, boot
 
-    def score(self, text: str) -> float:
-        return self.evaluate(text)[0]
-
 
 def better(cand: tuple[float, np.ndarray], cur: tuple[float, np.ndarray],
            support: float = SUPPORT) -> bool:

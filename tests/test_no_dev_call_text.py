@@ -1,6 +1,6 @@
 """The development calls (../shared/dev-calls) are a smoke test, not a target: no sentence of
 theirs may be copied into a test, a rule file, the act corpus, the labelled calls or the
-sample scripts.  Everyday phrases ("is there anything else I can ...") are shared by any two
+sample scripts.  Everyday phrases ("can I take your postcode", "bear with me") are shared by any two
 contact-centre texts, so the check is on whole sentences of six words or more, compared as
 lower-case words without punctuation."""
 
