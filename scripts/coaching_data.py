@@ -7,6 +7,8 @@
     samples/labeled/acts/<author>.jsonl  acts of every sentence of the TRAIN split's calls
     samples/labeled/concerns/<author>.jsonl  their customers' concerns and the agent sentence
                                     that answers each (or null)
+    samples/corpus/episodes/*.jsonl stretches of calls around one concern, answered or not
+                                    (scripts/check_episodes.py)
 
 Used by scripts/train_acts.py and scripts/eval_engine.py.
 """
@@ -26,6 +28,7 @@ ASR_DIR = CALLS_DIR / "asr"
 AUDIO_DIR = CALLS_DIR / "audio"          # renders (git-ignored): audio, truth, sidecar
 CALL_ACTS_DIR = CALLS_DIR / "acts"
 CONCERNS_DIR = CALLS_DIR / "concerns"
+EPISODES_DIR = ROOT / "samples" / "corpus" / "episodes"
 
 
 def load_corpus(directory: Path = CORPUS_DIR) -> list[dict]:
@@ -211,4 +214,42 @@ def call_concerns(author: str) -> dict[str, list[tuple[int, int | None]]]:
     out: dict[str, list[tuple[int, int | None]]] = {}
     for _p, _n, r in _train_label_rows(CONCERNS_DIR, author, "concern labels"):
         out.setdefault(r["call_id"], []).append((int(r["k"]), r["answered_by"]))
+    return out
+
+
+def episodes(directory: Path = EPISODES_DIR) -> list[tuple[str, object, int, int | None]]:
+    """(author, transcript, concern sentence, answering sentence or None) of every concern
+    episode, sentences numbered as the engine splits the transcript.  Each file is checked
+    first (scripts/check_episodes.py); a label that does not fall on one sentence of its
+    turn is refused."""
+    from pipelines.coaching.features import _segment, normalise
+    from scripts.check_episodes import check
+    out = []
+    for p in sorted(directory.glob("*.jsonl")):
+        problems = check(p)
+        if problems:
+            raise SystemExit("\n".join(problems))
+        for line in p.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            e = json.loads(line)
+            tr = script_transcript({"call_id": e["id"], "turns": e["turns"]})
+            seg = _segment(tr)
+
+            def sentence(turn: int, text: str) -> int:
+                """The sentence of ``turn`` holding most of ``text``'s words."""
+                want = normalise(text).split()
+                best, at = 0, None
+                for k, (t, n) in enumerate(zip(seg["turn"], seg["norm"])):
+                    if t == turn:
+                        have = set(n.split())
+                        hit = sum(w in have for w in want)
+                        if hit > best:
+                            best, at = hit, k
+                if at is None:
+                    raise SystemExit(f"{p}: {e['id']}: no sentence of turn {turn} holds {text!r}")
+                return at
+            c = sentence(e["concern_turn"], e["concern"])
+            a = None if e["answer_turn"] is None else sentence(e["answer_turn"], e["answer"])
+            out.append((e.get("author") or p.stem, tr, c, a))
     return out
