@@ -375,33 +375,60 @@ def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
 ANSWER_L2_GRID = (0.03, 0.1, 0.3, 1.0)
 
 
-def answer_rows(author: str, model):
-    """Answer-head rows from the concern labels of one train author's calls
-    (samples/labeled/concerns), read by ``model`` (the sentence head that did not learn from
-    this author): for each labelled concern, every agent sentence in the agent's next
-    ANSWER_TURNS turns up to the one that answers it; that one is the positive, those before
-    it negatives (those after it are unknown: not rows).  The text, its lower-case form and
+def concern_items(author: str) -> list[tuple[object, list[tuple[int, int | None]]]]:
+    """(transcript, [(concern sentence, answering sentence or None)]) of one train author's
+    calls with concern labels (samples/labeled/concerns): the text, its lower-case form and
     the recognised call, the labels aligned onto them as for the sentence labels."""
-    from pipelines.coaching.acts import answer_inputs, answer_matrix, answer_pairs
-    from pipelines.coaching.features import sentence_states
     conc = data.call_concerns(author)
     items = []
     for _a, _p, script in data.call_scripts("train"):
-        if _a != author or script["call_id"] not in conc:
+        if _a == author and script["call_id"] in conc:
+            text = data.script_transcript(script)
+            items += _carry(text, conc[script["call_id"]],
+                            [data.plain_transcript(text), data.asr_transcript(script["call_id"])])
+    return items
+
+
+def episode_items_by_author() -> dict[str, list[tuple[object, list[tuple[int, int | None]]]]]:
+    """The concern episodes (samples/corpus/episodes) as ``concern_items``, per author: each
+    as written and in lower case without punctuation."""
+    out: dict[str, list] = {}
+    for author, tr, c, a in data.episodes():
+        out.setdefault(author, []).extend(_carry(tr, [(c, a)], [data.plain_transcript(tr)]))
+    return out
+
+
+def _carry(text, labs, others) -> list[tuple[object, list[tuple[int, int | None]]]]:
+    """``text`` with its concern labels, and each of ``others`` (the same call in another
+    form; None: absent) with the labels aligned onto its sentences."""
+    out = [(text, labs)]
+    marks = [(sp, n, {i}) for i, (sp, n) in enumerate(_sentences(text))]
+    for tr in others:
+        if tr is None:
             continue
-        text = data.script_transcript(script)
-        labs = conc[script["call_id"]]
-        items.append((text, labs))
-        marks = [(sp, n, {i}) for i, (sp, n) in enumerate(_sentences(text))]
-        for tr in (data.plain_transcript(text), data.asr_transcript(script["call_id"])):
-            if tr is None:
-                continue
-            first: dict[int, int] = {}
-            for j, m in enumerate(align_labels(marks, _sentences(tr))):
-                for i in sorted(m or ()):
-                    first.setdefault(i, j)
-            items.append((tr, [(first[c], None if a is None else first[a]) for c, a in labs
-                               if c in first and (a is None or a in first)]))
+        first: dict[int, int] = {}
+        for j, m in enumerate(align_labels(marks, _sentences(tr))):
+            for i in sorted(m or ()):
+                first.setdefault(i, j)
+        out.append((tr, [(first[c], None if a is None else first[a]) for c, a in labs
+                         if c in first and (a is None or a in first)]))
+    return out
+
+
+def answer_rows(author: str, model):
+    """Answer-head rows from the concern labels of one train author's calls
+    (``concern_items``), read by ``model`` (the sentence head that did not learn from this
+    author); see ``pair_rows``."""
+    return pair_rows(concern_items(author), model)
+
+
+def pair_rows(items, model):
+    """Answer-head rows of labelled concerns: for each, every agent sentence in the agent's
+    next ANSWER_TURNS turns up to the one that answers it; that one is the positive, those
+    before it negatives (those after it are unknown: not rows).  An unanswered concern makes
+    every agent sentence of those turns a negative."""
+    from pipelines.coaching.acts import answer_inputs, answer_matrix, answer_pairs
+    from pipelines.coaching.features import sentence_states
     X, y = [], []
     answers = []       # (call, ec, es, ps, nc, ns, k) of every true answer
     for (tr, labs), st in zip(items, sentence_states([t for t, _ in items], act_model=model)):
@@ -468,12 +495,13 @@ def answer_corpus_rows(model, directory: Path = ANSWERS_DIR) -> tuple[np.ndarray
 
 
 def answer_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], grid=ANSWER_L2_GRID, log=print,
-                extra: tuple[np.ndarray, np.ndarray] | None = None):
+                extra: tuple[np.ndarray, np.ndarray] | None = None, cv_groups=None):
     """L2 logistic regression over answer_inputs; L2 by leave-one-author-out log-loss over
-    the labelled calls' authors (``extra``: rows of the answer corpus, always trained on).
-    Returns (final head, {author: head fitted without that author}, summary); a head is
-    (W, b, mu, sd)."""
+    ``cv_groups`` (default: every author of ``rows``; ``extra``: rows of the answer corpus,
+    always trained on).  Returns (final head, {author of rows: head fitted without that
+    author}, summary); a head is (W, b, mu, sd)."""
     authors = sorted(rows)
+    cv_authors = sorted(cv_groups) if cv_groups is not None else authors
     parts = [(a, *rows[a]) for a in authors]
     if extra is not None and len(extra[1]):
         parts.append(("corpus", *extra))
@@ -493,7 +521,7 @@ def answer_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], grid=ANSWER_L2_G
     cv = {}
     for l2 in grid:
         ll, acc, n = 0.0, 0, 0
-        for held in authors:
+        for held in cv_authors:
             te = who == held
             p = prob(fit(~te, l2), X[te])
             ll += float(-(np.log(np.where(y[te], p, 1 - p) + 1e-9)).sum())
@@ -510,6 +538,71 @@ def answer_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], grid=ANSWER_L2_G
                          "cv_leave_one_author_out": cv[best]}
 
 
+def unanswered_rows(items, model, only_labelled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Concern-head rows: one per customer sentence of each item (``concern_items``), read by
+    ``model`` (its sentence and answer heads); true where the sentence is a labelled concern
+    left unanswered.  ``only_labelled``: only the labelled concern sentences (the episodes,
+    whose other customer sentences are not labelled)."""
+    from pipelines.coaching.acts import unanswered_inputs
+    from pipelines.coaching.features import features_batch
+    X, y = [], []
+    for (tr, labs), f in zip(items, features_batch([t for t, _ in items], act_model=model)):
+        lab = dict(labs)
+        cust = [i for i in range(f["n"]) if f["answer"][i] and (i in lab or not only_labelled)]
+        if not cust:
+            continue
+        P = np.asarray([[f["prob"][a][i] / 1000.0 for a in model.labels] for i in cust], np.float32)
+        X.append(unanswered_inputs([[v / 1000.0 for v in f["answer"][i]] for i in cust], P, model.labels,
+                                   [f["norm"][i] for i in cust]))
+        y.extend(i in lab and lab[i] is None for i in cust)
+    return (np.concatenate(X) if X else np.zeros((0, 1), np.float32)), np.array(y, bool)
+
+
+CONCERN_L2_GRID = (0.001, 0.01, 0.1)
+
+
+def concern_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], cv_groups, grid=CONCERN_L2_GRID,
+                 log=print):
+    """L2 logistic regression (unweighted: its probability is read against a threshold in
+    the rules) over unanswered_inputs; L2 by leave-one-author-out log-loss over
+    ``cv_groups`` (the labelled calls' authors; the episodes are always trained on).
+    Returns (final head, {author of cv_groups: head fitted without it}, summary)."""
+    authors = sorted(rows)
+    X = np.concatenate([rows[a][0] for a in authors])
+    y = np.concatenate([rows[a][1] for a in authors])
+    who = np.concatenate([[a] * len(rows[a][1]) for a in authors])
+
+    def fit(mask, l2):
+        mu, sd = _standardise(X[mask])
+        w, b = fit_logistic((X[mask] - mu) / sd, y[mask], l2)
+        return w, np.array([b], np.float32), mu, sd
+
+    def prob(head, Z):
+        w, b, mu, sd = head
+        return 1.0 / (1.0 + np.exp(-np.clip(((Z - mu) / sd) @ w + b[0], -40, 40)))
+
+    cv = {}
+    for l2 in grid:
+        ps, ys = [], []
+        for held in sorted(cv_groups):
+            te = who == held
+            ps.append(prob(fit(~te, l2), X[te]))
+            ys.append(y[te])
+        p, t = np.concatenate(ps), np.concatenate(ys)
+        ll = float(-(np.log(np.where(t, p, 1 - p) + 1e-9)).mean())
+        pos, neg = p[t], p[~t]
+        auc = float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+                    / max(1, pos.size * neg.size))
+        cv[l2] = {"log_loss": round(ll, 4), "auc": round(auc, 4)}
+        log(f"  concern head, l2={l2:g}: leave-one-author-out log-loss {cv[l2]['log_loss']}, AUC {cv[l2]['auc']}")
+    best = min(grid, key=lambda l2: (cv[l2]["log_loss"], -l2))
+    final = fit(np.ones(len(y), bool), best)
+    held = {a: fit(who != a, best) for a in sorted(cv_groups)}
+    return final, held, {"l2": best, "sentences": int(len(y)), "unanswered": int(y.sum()),
+                         "episode_rows": int((~np.isin(who, list(cv_groups))).sum()),
+                         "cv_leave_one_author_out": cv[best]}
+
+
 def data_digest() -> str:
     h = hashlib.sha256()
     for p in sorted(data.CORPUS_DIR.glob("*.jsonl")):
@@ -522,7 +615,7 @@ def data_digest() -> str:
         if asr.exists():
             h.update(asr.read_bytes())
     for p in (sorted(data.CALL_ACTS_DIR.glob("*.jsonl")) + sorted(data.CONCERNS_DIR.glob("*.jsonl"))
-              + sorted(ANSWERS_DIR.glob("*.jsonl"))):
+              + sorted(ANSWERS_DIR.glob("*.jsonl")) + sorted(data.EPISODES_DIR.glob("*.jsonl"))):
         h.update(p.parent.name.encode() + p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()
@@ -540,11 +633,18 @@ def main(argv=None) -> int:
                     help="train the sentence head on the act corpus only")
     ap.add_argument("--no-call-labels", action="store_true",
                     help="ignore the sentence labels of the train split's calls")
+    ap.add_argument("--answer-head-only", action="store_true",
+                    help="keep the artefact's sentence and call heads, retrain the answer head "
+                         "(needs the cross-fitted models a full run wrote)")
+    ap.add_argument("--no-episodes", action="store_true",
+                    help="train the answer head without the concern episodes")
     ap.add_argument("--l2", type=float, default=None,
                     help="use this L2 for the sentence head instead of choosing it by CV (quick runs)")
     args = ap.parse_args(argv)
     np.random.seed(SEED)
     t0 = time.time()
+    if args.answer_head_only:
+        return _answer_head_only(args, t0)
     if args.call_head_only:
         import pipelines.coaching.acts as acts_mod
         z = np.load(args.out / "acts.npz")
@@ -612,17 +712,13 @@ def _call_head(args, W, b, mu, sd, meta, t0, heldout=None) -> int:
     save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
     from pipelines.coaching.acts import load_act_model
     others = [a for a in data.splits()["train"] if a not in heldout]
-    with_concerns = {a for a in data.splits()["train"] if data.call_concerns(a)}
     parts = [call_rows("train", args.out, only=set(others))]
-    ans_rows = {a: answer_rows(a, load_act_model(args.out)) for a in others if a in with_concerns}
     with tempfile.TemporaryDirectory() as tmp:
         for author, (Wa, ba) in sorted(heldout.items()):
             d = Path(tmp) / author
             save_act_model(d, human_version="heldout", labels=ACTS,
                            arrays={"W": Wa, "b": ba, "mu": mu, "sd": sd, **blank}, meta={})
             parts.append(call_rows("train", d, only={author}, insights=False))
-            if author in with_concerns:
-                ans_rows[author] = answer_rows(author, load_act_model(d))
     E, y, cauthors, kinds = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if len(set(y.tolist())) < 3:
         raise SystemExit("call head: the train split needs calls of all three types "
@@ -632,29 +728,85 @@ def _call_head(args, W, b, mu, sd, meta, t0, heldout=None) -> int:
           + (f"; {', '.join(sorted(heldout))} read by cross-fitted sentence heads" if heldout else ""))
     cW, cb, cmu, csd, cl2, ccv = call_head(E, y, cauthors)
     arrays.update(call_W=cW, call_b=cb, call_mu=cmu, call_sd=csd)
-    ans_held = {}
-    if ans_rows:
-        print(f"answer head: {sum(len(v[1]) for v in ans_rows.values())} (concern, agent sentence) "
-              f"pairs from {len(ans_rows)} authors' concern labels")
-        extra = answer_corpus_rows(load_act_model(args.out))
-        print(f"  + {len(extra[1])} (concern, reply) pairs of the answer corpus")
-        (aW, ab, amu, asd), ans_held, meta["answer_head"] = answer_head(ans_rows, extra=extra)
-        arrays.update(ans_W=aW, ans_b=ab, ans_mu=amu, ans_sd=asd)
     meta["call_head"] = {"l2": cl2, "transcripts": int(len(y)), "recognised": int((kinds == "asr").sum()),
                          "cv_leave_one_author_out": ccv}
+    return _concern_heads(args, arrays, meta, heldout, t0)
+
+
+def _concern_heads(args, arrays, meta, heldout, t0) -> int:
+    """Fit the answer head and the concern head on top of ``arrays`` (sentence and call
+    heads), write the artefact to ``args.out`` and, beside the cache, one cross-fitted model
+    per labelled author (``heldout``: author -> its sentence head (W, b)).
+
+    Each labelled author's calls are read by the sentence head and the answer head that did
+    not learn from them, and each episode author's episodes by the answer head that did not
+    learn from them, so the concern head learns from the answer scores a new call gets."""
+    import tempfile
+    from pipelines.coaching.acts import load_act_model
+    with_concerns = [a for a in data.splits()["train"] if data.call_concerns(a)]
+    eps = {} if args.no_episodes else episode_items_by_author()
+    with tempfile.TemporaryDirectory() as tmp:
+        def reader(name, **over):
+            return save_act_model(Path(tmp) / name, human_version="tmp", labels=ACTS,
+                                  arrays={**arrays, **over}, meta={})
+        main = reader("main")
+        sent = {a: ({"W": heldout[a][0], "b": heldout[a][1]} if a in heldout else {}) for a in with_concerns}
+        ans_rows = {a: answer_rows(a, reader(f"s-{a}", **sent[a])) for a in with_concerns}
+        print(f"answer head: {sum(len(v[1]) for v in ans_rows.values())} (concern, agent sentence) "
+              f"pairs from {len(ans_rows)} authors' concern labels")
+        extra = answer_corpus_rows(main)
+        print(f"  + {len(extra[1])} (concern, reply) pairs of the answer corpus")
+        groups = dict(ans_rows)
+        for e, items in eps.items():
+            groups[e] = pair_rows(items, main)
+            print(f"  + {len(groups[e][1])} (concern, agent sentence) pairs of {len(items)} concern "
+                  f"episodes by {e} ({int(groups[e][1].sum())} answers)")
+        (aW, ab, amu, asd), ans_held, meta["answer_head"] = answer_head(groups, extra=extra,
+                                                                      cv_groups=with_concerns)
+        arrays.update(ans_W=aW, ans_b=ab, ans_mu=amu, ans_sd=asd)
+        ans_of = {a: dict(zip(("ans_W", "ans_b", "ans_mu", "ans_sd"), h)) for a, h in ans_held.items()}
+        un_rows = {}
+        for a in with_concerns:
+            un_rows[a] = unanswered_rows(concern_items(a), reader(f"a-{a}", **sent[a], **ans_of[a]))
+        for e, items in eps.items():
+            un_rows[e] = unanswered_rows(items, reader(f"a-{e}", **ans_of[e]), only_labelled=True)
+        (uW, ub, umu, usd), un_held, meta["concern_head"] = concern_head(un_rows, cv_groups=with_concerns)
+        arrays.update(un_W=uW, un_b=ub, un_mu=umu, un_sd=usd)
     m = save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
-    # the cross-fitted sentence heads (with the final call head) are kept beside the cache,
-    # so that choices made on the train calls (scripts/tune_rules.py, eval_engine --split
-    # train) read each author's calls as a new call would be read
+    # the cross-fitted models (sentence, answer and concern heads fitted without the author;
+    # the final call head) are kept beside the cache, so that choices made on the train calls
+    # (scripts/tune_rules.py, eval_engine --split train) read each author's calls as a new
+    # call would be read
     for author, (Wa, ba) in sorted(heldout.items()):
-        ans = ans_held.get(author)
+        over = {"W": Wa, "b": ba, **ans_of.get(author, {})}
+        if author in un_held:
+            over.update(zip(("un_W", "un_b", "un_mu", "un_sd"), un_held[author]))
         save_act_model(data.heldout_dir(m.sha256) / author, human_version=f"heldout-{author}",
-                       labels=ACTS, arrays={**arrays, "W": Wa, "b": ba,
-                                            **(dict(zip(("ans_W", "ans_b", "ans_mu", "ans_sd"), ans))
-                                               if ans else {})},
-                       meta={"main": m.version})
+                       labels=ACTS, arrays={**arrays, **over}, meta={"main": m.version})
     print(f"wrote {args.out}/acts.npz + acts.json: {m.version} ({time.time() - t0:.0f} s)")
     return 0
+
+
+def _answer_head_only(args, t0) -> int:
+    """Retrain only the answer and concern heads of the artefact in ``args.out``; the
+    labelled authors' sentence heads are the cross-fitted ones a full run left in the cache."""
+    from pipelines.coaching.acts import load_act_model
+    m = load_act_model(args.out)
+    z = np.load(args.out / "acts.npz")
+    arrays = {k: z[k] for k in z.files if not k.startswith(("ans_", "un_"))}
+    doc = json.loads((args.out / "acts.json").read_text())
+    meta = {k: v for k, v in doc.items() if k not in ("schema", "human_version", "sha256", "version", "labels",
+                                                      "signals", "ngram_buckets", "call_evidence", "call_types",
+                                                      "answer_head", "concern_head")}
+    meta["data_sha256"] = data_digest()
+    heldout = {}
+    for a in (meta.get("call_sentence_labels") or {}).get("authors", []):
+        d = data.heldout_dir(m.sha256) / a
+        if not (d / "acts.npz").exists():
+            raise SystemExit(f"--answer-head-only: no cross-fitted model at {d}: run a full training first")
+        hz = np.load(d / "acts.npz")
+        heldout[a] = (hz["W"], hz["b"])
+    return _concern_heads(args, arrays, meta, heldout, t0)
 
 
 if __name__ == "__main__":

@@ -185,7 +185,8 @@ def call_evidence(prob: Mapping[str, Sequence[float]], n: int, opening: int = 0)
 # `concern_answers.within_turns` of them.
 ANSWER_TURNS = 4
 EMB_DIM = 384          # all-MiniLM-L6-v2 sentence embeddings
-DERIVED_ACTS = {"answered": "customer"}      # model outputs that are not sentence-head acts
+DERIVED_ACTS = {"answered": "customer",      # model outputs that are not sentence-head acts
+                "unanswered": "customer"}
 _STOP = frozenset("""the a an and or but so to of in on at for with is are was were be been it
 it's this that you your i i'm we me my our they them he she his her do does did not no yes
 yeah okay ok um uh just can could will would what when how why where which there here then
@@ -262,6 +263,54 @@ def answer_matrix(ec: np.ndarray, es: np.ndarray, ps: np.ndarray, nc: Sequence[s
 
 
 # ---------------------------------------------------------------------------------------
+# the concern head: is this customer sentence a concern that is left unanswered?
+# ---------------------------------------------------------------------------------------
+# The answer head scores pairs; whether a concern is left unanswered is a question about the
+# customer sentence and everything the agent says after it: how sure the sentence head is
+# that it needs an answer, and how well the best reply in each of the agent's next turns
+# answers it.  The concern head learns that combination from labelled concerns (whole
+# calls and concern episodes); the rules read it as the act "unanswered".
+UNANSWERED_ACTS = ("concern", "ask_update", "upset", "failure_reported", "cancel_threat",
+                   "routine_request")
+
+
+def unanswered_input_names(labels: Sequence[str]) -> tuple[str, ...]:
+    return (tuple(f"ans{k}" for k in range(1, ANSWER_TURNS + 1))
+            + ("best3", "log_best3", "open")
+            + tuple(f"p:{a}" for a in UNANSWERED_ACTS if a in labels)
+            + ("log_p_concern", "question", "log_words"))
+
+
+def unanswered_inputs(answer: Sequence[Sequence[float]], P: np.ndarray, labels: Sequence[str],
+                      norms: Sequence[str]) -> np.ndarray:
+    """Design matrix of the concern head, one row per customer sentence: its answer-head
+    scores per agent turn after it (``answer``, probabilities), the best of the first three
+    and its log, P(concern) x (1 - best) ("open"), the customer-act probabilities of the
+    sentence (rows of ``P``), whether it ends in "?", its length."""
+    cols = [labels.index(a) for a in UNANSWERED_ACTS if a in labels]
+    n = len(norms)
+    d = ANSWER_TURNS + 3 + len(cols) + 3
+    X = np.zeros((n, d), np.float32)
+    if not n:
+        return X
+    A = np.asarray([list(a) + [0.0] * (ANSWER_TURNS - len(a)) for a in answer], np.float32).reshape(n, ANSWER_TURNS)
+    best = A[:, :3].max(1)
+    pc = np.asarray(P)[:, labels.index("concern")] if "concern" in labels else np.zeros(n, np.float32)
+    X[:, :ANSWER_TURNS] = A
+    o = ANSWER_TURNS
+    X[:, o] = best
+    X[:, o + 1] = np.log(best + 1e-3)
+    X[:, o + 2] = pc * (1.0 - best)
+    o += 3
+    X[:, o:o + len(cols)] = np.asarray(P)[:, cols]
+    o += len(cols)
+    X[:, o] = np.log(pc + 1e-3)
+    X[:, o + 1] = [1.0 if m.rstrip().endswith("?") else 0.0 for m in norms]
+    X[:, o + 2] = [math.log1p(len(m.split())) for m in norms]
+    return X
+
+
+# ---------------------------------------------------------------------------------------
 # the artefact
 # ---------------------------------------------------------------------------------------
 class ActModelError(RuntimeError):
@@ -296,6 +345,10 @@ class ActModel:
     ans_b: np.ndarray | None = None   # [1]
     ans_mu: np.ndarray | None = None
     ans_sd: np.ndarray | None = None
+    un_W: np.ndarray | None = None    # [n_unanswered_inputs] concern head (None: not trained)
+    un_b: np.ndarray | None = None    # [1]
+    un_mu: np.ndarray | None = None
+    un_sd: np.ndarray | None = None
 
     @property
     def uses_context(self) -> bool:
@@ -321,6 +374,12 @@ class ActModel:
         if self.ans_W is None or Xa.shape[0] == 0:
             return np.zeros(Xa.shape[0], np.float32)
         return _sigmoid(((Xa - self.ans_mu) / self.ans_sd) @ self.ans_W + self.ans_b[0]).astype(np.float32)
+
+    def unanswered_probs(self, Xu: np.ndarray) -> np.ndarray:
+        """[customer sentences] P(a concern left unanswered); zeros without a concern head."""
+        if self.un_W is None or Xu.shape[0] == 0:
+            return np.zeros(Xu.shape[0], np.float32)
+        return _sigmoid(((Xu - self.un_mu) / self.un_sd) @ self.un_W + self.un_b[0]).astype(np.float32)
 
     def call_type_probs(self, evidence: np.ndarray) -> np.ndarray:
         """[..., 3] P(escalation, handoff, standard) from call_evidence rows."""
@@ -382,12 +441,15 @@ def load_act_model(directory: str | Path | None = None) -> ActModel:
         m = ActModel(version=str(doc["version"]), sha256=sha, labels=tuple(doc["labels"]),
                      W=z["W"], b=z["b"], mu=z["mu"], sd=z["sd"], call_W=z["call_W"],
                      call_b=z["call_b"], call_mu=z["call_mu"], call_sd=z["call_sd"], meta=doc,
-                     **{k: z[k] for k in ("ans_W", "ans_b", "ans_mu", "ans_sd") if k in z.files})
+                     **{k: z[k] for k in ("ans_W", "ans_b", "ans_mu", "ans_sd",
+                                          "un_W", "un_b", "un_mu", "un_sd") if k in z.files})
         n_in = m.mu.shape[0]
         if m.W.shape != (n_in, len(m.labels)) or m.call_W.shape != (len(call_evidence_names()), 3):
             raise ActModelError(f"{d}: weight shapes do not match acts.json")
         if m.ans_W is not None and m.ans_W.shape != (len(answer_input_names(m.labels)),):
             raise ActModelError(f"{d}: answer head shape does not match this code's answer inputs")
+        if m.un_W is not None and m.un_W.shape != (len(unanswered_input_names(m.labels)),):
+            raise ActModelError(f"{d}: concern head shape does not match this code's concern inputs")
         _CACHE[key] = m
         return m
 

@@ -52,6 +52,8 @@ def build_frame(feature_list: Sequence[Mapping[str, Any]], speakers: Sequence[Se
                 # best answer-head score within the agent's next `within_turns` turns
                 k = ruleset.answer_within_turns
                 sims[a].extend(max(x[:k]) if x[:k] else 0 for x in f["answer"])
+            elif a == "unanswered":
+                sims[a].extend(f.get("unanswered") or [0] * n)
             else:
                 sims[a].extend(fs[a])
         offsets.append(offsets[-1] + n)
@@ -244,7 +246,7 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
     for cn in ruleset.concerns:
         raised = hits.get(f"concern.{cn}") or []
         topical.update(raised)
-        if not raised:
+        if not raised or not ruleset.topics_decide:
             continue
         answers = set(hits.get(f"answer.{cn}") or [])
         answered = False
@@ -276,6 +278,15 @@ def unanswered_concerns(hits: Mapping[str, list[int]], ruleset: RuleSet,
         if r in questions and any(r < d <= r + within for d in direct):
             continue
         out.append((r, LEARNED_CONCERN))
+    # learned, whole (rule act "concern_unanswered", when the rule set defines it): a
+    # customer sentence the concern head reads as a concern left unanswered is one, named
+    # by the first concern topic it raises
+    if "concern_unanswered" in ruleset.acts:
+        have = {r for r, _ in out}
+        for r in hits.get("concern_unanswered") or ():
+            if r not in have:
+                out.append((r, next((cn for cn in ruleset.concerns
+                                     if r in (hits.get(f"concern.{cn}") or ())), LEARNED_CONCERN)))
     out.sort()
     return out
 

@@ -39,7 +39,8 @@ class Engine:
         cats = load_categories(categories_path) if categories_path else default_categories()
         cats.check_acts(rs)
         model = load_act_model(act_model_dir)
-        has = set(model.labels) | ({"answered"} if model.ans_W is not None else set())
+        has = (set(model.labels) | ({"answered"} if model.ans_W is not None else set())
+               | ({"unanswered"} if model.un_W is not None else set()))
         missing = sorted(set(rs.model_acts) - has)
         if missing:
             raise ActModelError(f"rule set {rs.version} reads acts {missing} that act model "

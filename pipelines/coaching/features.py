@@ -33,6 +33,8 @@ Shape (JSON, columnar, one entry per sentence in time order)::
                                               #   (1..ANSWER_TURNS), the best P(an agent
                                               #   sentence of that turn answers it) x 1000;
                                               #   agent sentences: []
+      "unanswered": [int]                     # P(a concern left unanswered) x 1000 from the
+                                              #   concern head; agent sentences: 0
     }
 """
 
@@ -49,13 +51,15 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .acts import (ANSWER_TURNS, MODEL_DIR, ActModel, answer_inputs, answer_pairs, load_act_model,
+                   unanswered_inputs,
                    sentence_inputs)
 
 FEATURES_SCHEMA = "callcoach.coaching_features"
-NORMALISER_VERSION = "9"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes;
+NORMALISER_VERSION = "10"   # 5: comma splices split into sentences; 6: Whisper's "S -V -7" codes;
                            # 7: lower-case sentence starts, long unpunctuated runs cut;
                            # 8: act probabilities are the max over a sentence and its clauses;
                            # 9: "answer" (the answer head's scores per customer sentence)
+                           # 10: "unanswered" (the concern head's per customer sentence)
 
 try:
     from importlib.metadata import version as _pkg_version
@@ -571,6 +575,14 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
         answer: list[list[int]] = [[0] * ANSWER_TURNS if sp == "customer" else [] for sp in speakers]
         for (c, _s, k), v in zip(pairs, np.rint(pa * 1000).astype(int).tolist()):
             answer[c][k - 1] = max(answer[c][k - 1], v)
+        unanswered = [0] * n
+        cust = [i for i, sp in enumerate(speakers) if sp == "customer"]
+        if cust and model.un_W is not None:
+            pu = model.unanswered_probs(unanswered_inputs(
+                [[v / 1000.0 for v in answer[i]] for i in cust], q[cust] / 1000.0, model.labels,
+                [seg["norm"][i] for i in cust]))
+            for i, v in zip(cust, np.rint(pu * 1000).astype(int).tolist()):
+                unanswered[i] = v
         out.append({
             "schema": FEATURES_SCHEMA,
             "version": features_version(model),
@@ -585,6 +597,7 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
             "prob": {act: q[:, a].tolist() for a, act in enumerate(model.labels)},
             "echo": _echo(e, speakers),
             "answer": answer,
+            "unanswered": unanswered,
         })
     return out
 
@@ -609,6 +622,6 @@ def features_valid(transcript, features: Mapping[str, Any] | None) -> bool:
         prob = features["prob"]
         return (len(features["turn"]) == n and len(features["norm"]) == n and len(features["t"]) == n
                 and all(len(v) == n for v in prob.values()) and len(features["echo"]) == n
-                and len(features["answer"]) == n)
+                and len(features["answer"]) == n and len(features["unanswered"]) == n)
     except (KeyError, TypeError, AttributeError):
         return False

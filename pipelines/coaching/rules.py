@@ -114,6 +114,9 @@ class RuleSet:
     direct_answer_within: int = 0
     # a concern is answered within the agent's next `answer_within_turns` turns
     answer_within_turns: int = 3
+    # false: the concern topics only name the concerns that the learned act
+    # "concern_unanswered" finds; they no longer decide what is left unanswered themselves
+    topics_decide: bool = True
 
     @property
     def version(self) -> str:
@@ -374,12 +377,13 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
 
     direct_within = 0
     within_turns = 3
+    topics_decide = True
     ca = raw.get("concern_answers")
     if ca is not None:
         rule = "concern_answers"
         if not isinstance(ca, dict):
             raise RuleSetError(path, rule, "<mapping>", "expected a mapping")
-        extra = set(ca) - {"direct", "within", "within_turns"}
+        extra = set(ca) - {"direct", "within", "within_turns", "topics_decide"}
         if extra:
             raise RuleSetError(path, rule, sorted(extra)[0], "unknown field")
         d = _check_regex(_expand(_req(ca, "direct", path, rule, str), macros, path, rule, "direct"), path, rule, "direct")
@@ -391,6 +395,10 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
         if not isinstance(wt, int) or isinstance(wt, bool) or not 1 <= wt <= 50:
             raise RuleSetError(path, rule, "within_turns", "expected a whole number of agent turns, 1 to 50")
         within_turns = wt
+        td = ca.get("topics_decide", True)
+        if not isinstance(td, bool):
+            raise RuleSetError(path, rule, "topics_decide", "expected true or false")
+        topics_decide = td
         acts["answer.direct"] = Act("answer.direct", "agent", {"re": d})
         acts["concern.question"] = Act("concern.question", "customer", {"question": True})
 
@@ -536,6 +544,7 @@ def parse_ruleset(data: bytes, path: str | Path = "<memory>") -> RuleSet:
     sha = hashlib.sha256(data).hexdigest()
     return RuleSet(name=name, human_version=human, sha256=sha, path=path, acts=acts,
                    direct_answer_within=direct_within, answer_within_turns=within_turns,
+                   topics_decide=topics_decide,
                    act_order=tuple(order), concerns=concerns, call_types=call_types,
                    classify=cl, tone=tone, sequence=sequence, checks=checks, risks=risks,
                    coaching=coaching, raw=raw)
