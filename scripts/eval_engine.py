@@ -57,9 +57,11 @@ def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
     return out, truth
 
 
-def score_current(trs: list, feats: list | None = None) -> dict[str, dict]:
+def score_current(trs: list, feats: list | None = None, rules: Path | None = None) -> dict[str, dict]:
+    from pipelines.coaching.rules import load_ruleset
     from pipelines.coaching.score import score_batch
-    reps = score_batch(list(zip(trs, feats or [None] * len(trs))))
+    reps = score_batch(list(zip(trs, feats or [None] * len(trs))),
+                       load_ruleset(str(rules)) if rules else None)
     return {r["call_id"]: r for r in reps}
 
 
@@ -184,6 +186,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sources", default=",".join(SOURCES))
     ap.add_argument("--baseline", default=None, help="git revision of an earlier engine to score too")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--rules", type=Path, action="append", default=[],
+                    help="score with this rule file instead of the shipped one (repeat: one "
+                         "engine per file, named by the file)")
     ap.add_argument("--misses", action="store_true", help="print every call with a wrong verdict")
     ap.add_argument("--in-sample", action="store_true",
                     help="train split: read the calls with the shipped model, though its sentence "
@@ -199,7 +204,8 @@ def main(argv=None) -> int:
             print(f"| {source}: no transcripts | | | | | | | |")
             continue
         feats = cross_fitted(trs, truth) if args.split == "train" and not args.in_sample else None
-        engines = [("current", lambda t: score_current(t, feats))]
+        engines = ([(r.stem, lambda t, r=r: score_current(t, feats, r)) for r in args.rules]
+                   or [("current", lambda t: score_current(t, feats))])
         if args.baseline:
             engines.append((args.baseline, lambda t: score_baseline(t, args.baseline)))
         for name, fn in engines:
