@@ -98,3 +98,21 @@ def test_a_baseline_checkout_is_keyed_by_the_commit_a_revision_names_now():
     assert eval_engine.baseline_worktree(head) == eval_engine.baseline_worktree("HEAD")
     with pytest.raises(subprocess.CalledProcessError):
         eval_engine.baseline_worktree("no-such-revision")
+
+
+def test_candidate_rule_files_score_the_same_calls_each_under_its_own_rules(tmp_path):
+    from test_acts import _call
+    src = (eval_engine.ROOT / "pipelines" / "rules" / "default.yaml").read_text()
+    strict = tmp_path / "strict.yaml"
+    # a rule set that never lets a call leave the default type
+    strict.write_text(src.replace("min_confidence: {escalation: 0.5, handoff: 0.7}",
+                                  "min_confidence: {escalation: 0.99999999, handoff: 0.99999999}"))
+    call = _call([("agent", "Thanks for calling, Dana speaking."),
+                  ("customer", "This is the third time my heating has failed and I'm furious, "
+                               "I want to speak to a manager right now."),
+                  ("agent", "I'm so sorry, let me get my team leader on the line.")])
+    shipped = eval_engine.score_current([call])
+    other = eval_engine.score_current([call], rules=strict)
+    assert shipped["t"]["call_type"] == "escalation"
+    assert other["t"]["call_type"] == "standard"
+    assert other["t"]["ruleset_version"] != shipped["t"]["ruleset_version"]
