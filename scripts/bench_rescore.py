@@ -56,7 +56,7 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
     n_turns = rng.randint(8, 16)
     t = rng.uniform(0.3, 0.6)
     turns = []
-    fturn, fspan, ft, fnorm, fecho, fanswer = [], [], [], [], [], []
+    fturn, fspan, ft, fnorm, fecho, fanswer, funans = [], [], [], [], [], [], []
     fsim: dict[str, list[int]] = {a: [] for a in by_speaker["agent"][0][2]["prob"]}
     speaker = "agent"
     for k in range(n_turns):
@@ -81,6 +81,8 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
             fecho.append(rng.randint(100, 600))
             # the answer head's scores for the agent's next turns, as the speech stage stores them
             fanswer.append([rng.randint(0, 1000) for _ in range(ANSWER_TURNS)] if speaker == "customer" else [])
+            # and the concern head's P(left unanswered) (0 for the agent)
+            funans.append(rng.randint(0, 1000) if speaker == "customer" else 0)
             for act, v in feat["prob"].items():
                 fsim[act].append(v)
         t = end + rng.uniform(0.3, 1.0)
@@ -91,7 +93,7 @@ def synth_call(i: int, rng: random.Random, by_speaker: dict[str, list]) -> tuple
                               "started_at": f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(8, 19):02d}:00:00Z"})
     feats = {"schema": "callcoach.coaching_features", "version": FEATURES_VERSION, "digest": transcript_digest(tr),
              "n": len(fturn), "turn": fturn, "span": fspan, "t": ft, "norm": fnorm, "prob": fsim, "echo": fecho, "answer": fanswer,
-             "acts_model": "bench"}
+             "unanswered": funans, "acts_model": "bench"}
     return tr, feats
 
 

@@ -87,6 +87,12 @@ def test_artefact_names_its_call_labels_and_answer_head():
     assert set(doc["call_sentence_labels"]["authors"]) == set(data.splits()["train"])
     assert doc["answer_head"]["pairs"] > 500 and 0 < doc["answer_head"]["answers"] < doc["answer_head"]["pairs"]
     assert load_act_model().ans_W is not None
+    # the concern head, cross-validated over the labelled authors, learned from the calls'
+    # concern labels and the episodes
+    ch = doc["concern_head"]
+    assert load_act_model().un_W is not None
+    assert ch["unanswered"] > 100 and ch["episode_rows"] >= 400
+    assert ch["cv_leave_one_author_out"]["auc"] > 0.8
 
 
 def test_answer_pairs_reach_the_agents_next_turns_only():

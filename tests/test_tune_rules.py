@@ -109,7 +109,7 @@ def test_candidate_rule_files_score_the_same_calls_each_under_its_own_rules(tmp_
                                   "min_confidence: {escalation: 0.99999999, handoff: 0.99999999}"))
     call = _call([("agent", "Thanks for calling, Dana speaking."),
                   ("customer", "This is the third time my heating has failed and I'm furious, "
-                               "I want to speak to a manager right now."),
+                               "put me through to your supervisor this minute."),
                   ("agent", "I'm so sorry, let me get my team leader on the line.")])
     shipped = eval_engine.score_current([call])
     other = eval_engine.score_current([call], rules=strict)
