@@ -137,16 +137,17 @@ def _fragment(norm: str, acts: set) -> bool:
     return bool(acts) and len(norm.split()) <= FRAGMENT_WORDS
 
 
-def call_sentence_rows(split: str = "train") -> tuple[list[dict], list[dict]]:
+def call_sentence_rows(split: str = "train", skip=()) -> tuple[list[dict], list[dict]]:
     """Training rows from the sentence labels of the split's calls (samples/labeled/acts):
     every labelled sentence of the call's text, its lower-case unpunctuated form, and each
     recognised sentence of the rendered call with the acts aligned onto it (align_labels).
-    Returns (rows, authors_without_labels); the rows' ``author`` is ``calls-<author>``."""
+    Returns (rows, authors_without_labels); the rows' ``author`` is ``calls-<author>``.
+    ``skip``: authors whose sentence labels are left out (an ablation), as if they had none."""
     from scripts.coaching_data import plain_transcript
     rows: list[dict] = []
     missing: list[str] = []
     for author in data.splits()[split]:
-        labels = data.call_sentence_acts(author)
+        labels = {} if author in skip else data.call_sentence_acts(author)
         if not labels:
             missing.append(author)
             continue
@@ -633,6 +634,9 @@ def main(argv=None) -> int:
                     help="train the sentence head on the act corpus only")
     ap.add_argument("--no-call-labels", action="store_true",
                     help="ignore the sentence labels of the train split's calls")
+    ap.add_argument("--skip-sentence-labels", action="append", default=[], metavar="AUTHOR",
+                    help="leave this train author's sentence labels out of the sentence head "
+                         "(an ablation; its calls still train the call, answer and concern heads)")
     ap.add_argument("--answer-head-only", action="store_true",
                     help="keep the artefact's sentence and call heads, retrain the answer head "
                          "(needs the cross-fitted models a full run wrote)")
@@ -664,8 +668,9 @@ def main(argv=None) -> int:
     if args.no_call_labels:
         labelled, unlabelled = [], list(data.splits()["train"])
     else:
-        labelled, unlabelled = call_sentence_rows("train")
-    negatives = [] if args.no_call_negatives else call_negatives("train", authors=unlabelled)
+        labelled, unlabelled = call_sentence_rows("train", skip=args.skip_sentence_labels)
+    negatives = [] if args.no_call_negatives else call_negatives(
+        "train", authors=[a for a in unlabelled if a not in args.skip_sentence_labels])
     X, Y, K, speakers, authors = corpus_matrix(corpus, not args.no_context, labelled + negatives)
     print(f"  {X.shape[0]} training rows x {X.shape[1]} inputs; from the train split's calls "
           f"{len(labelled)} labelled sentences (text and recognised), {len(negatives)} customer "
