@@ -495,6 +495,19 @@ def answer_corpus_rows(model, directory: Path = ANSWERS_DIR) -> tuple[np.ndarray
     return X, np.array(ys, bool)
 
 
+def _fit_head(X, y, mask, l2, balanced: bool):
+    """A binary logistic head (W, b, mu, sd) on the rows of ``mask``, inputs standardised;
+    ``balanced`` weighs the positives up (a ranking head) instead of staying calibrated."""
+    mu, sd = _standardise(X[mask])
+    w, b = (_fit_act if balanced else fit_logistic)((X[mask] - mu) / sd, y[mask], l2)
+    return w, np.array([b], np.float32), mu, sd
+
+
+def _head_prob(head, Z):
+    w, b, mu, sd = head
+    return 1.0 / (1.0 + np.exp(-np.clip(((Z - mu) / sd) @ w + b[0], -40, 40)))
+
+
 def answer_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], grid=ANSWER_L2_GRID, log=print,
                 extra: tuple[np.ndarray, np.ndarray] | None = None, cv_groups=None):
     """L2 logistic regression over answer_inputs; L2 by leave-one-author-out log-loss over
@@ -511,13 +524,8 @@ def answer_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], grid=ANSWER_L2_G
     who = np.concatenate([[p[0]] * len(p[2]) for p in parts])
 
     def fit(mask, l2):
-        mu, sd = _standardise(X[mask])
-        w, b = _fit_act((X[mask] - mu) / sd, y[mask], l2)
-        return w, np.array([b], np.float32), mu, sd
-
-    def prob(head, Z):
-        w, b, mu, sd = head
-        return 1.0 / (1.0 + np.exp(-np.clip(((Z - mu) / sd) @ w + b[0], -40, 40)))
+        return _fit_head(X, y, mask, l2, balanced=True)
+    prob = _head_prob
 
     cv = {}
     for l2 in grid:
@@ -574,13 +582,8 @@ def concern_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], cv_groups, grid
     who = np.concatenate([[a] * len(rows[a][1]) for a in authors])
 
     def fit(mask, l2):
-        mu, sd = _standardise(X[mask])
-        w, b = fit_logistic((X[mask] - mu) / sd, y[mask], l2)
-        return w, np.array([b], np.float32), mu, sd
-
-    def prob(head, Z):
-        w, b, mu, sd = head
-        return 1.0 / (1.0 + np.exp(-np.clip(((Z - mu) / sd) @ w + b[0], -40, 40)))
+        return _fit_head(X, y, mask, l2, balanced=False)
+    prob = _head_prob
 
     cv = {}
     for l2 in grid:
