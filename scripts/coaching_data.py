@@ -222,7 +222,7 @@ def episodes(directory: Path = EPISODES_DIR) -> list[tuple[str, object, int, int
     episode, sentences numbered as the engine splits the transcript.  Each file is checked
     first (scripts/check_episodes.py); a label that does not fall on one sentence of its
     turn is refused."""
-    from pipelines.coaching.features import _segment, normalise
+    from pipelines.coaching.features import _segment
     from scripts.check_episodes import check
     out = []
     for p in sorted(directory.glob("*.jsonl")):
@@ -235,21 +235,25 @@ def episodes(directory: Path = EPISODES_DIR) -> list[tuple[str, object, int, int
             e = json.loads(line)
             tr = script_transcript({"call_id": e["id"], "turns": e["turns"]})
             seg = _segment(tr)
-
-            def sentence(turn: int, text: str) -> int:
-                """The sentence of ``turn`` holding most of ``text``'s words."""
-                want = normalise(text).split()
-                best, at = 0, None
-                for k, (t, n) in enumerate(zip(seg["turn"], seg["norm"])):
-                    if t == turn:
-                        have = set(n.split())
-                        hit = sum(w in have for w in want)
-                        if hit > best:
-                            best, at = hit, k
-                if at is None:
-                    raise SystemExit(f"{p}: {e['id']}: no sentence of turn {turn} holds {text!r}")
-                return at
-            c = sentence(e["concern_turn"], e["concern"])
-            a = None if e["answer_turn"] is None else sentence(e["answer_turn"], e["answer"])
+            c = _sentence_of(seg, e["concern_turn"], e["concern"], f"{p}: {e['id']}")
+            a = (None if e["answer_turn"] is None
+                 else _sentence_of(seg, e["answer_turn"], e["answer"], f"{p}: {e['id']}"))
             out.append((e.get("author") or p.stem, tr, c, a))
     return out
+
+
+def _sentence_of(seg: dict, turn: int, text: str, where: str) -> int:
+    """The sentence of ``turn`` (in ``seg``, the engine's split of a transcript) holding
+    most of ``text``'s words."""
+    from pipelines.coaching.features import normalise
+    want = normalise(text).split()
+    best, at = 0, None
+    for k, (t, n) in enumerate(zip(seg["turn"], seg["norm"])):
+        if t == turn:
+            have = set(n.split())
+            hit = sum(w in have for w in want)
+            if hit > best:
+                best, at = hit, k
+    if at is None:
+        raise SystemExit(f"{where}: no sentence of turn {turn} holds {text!r}")
+    return at

@@ -29,7 +29,7 @@ from scripts import coaching_data as data  # noqa: E402
 
 def auc(pos: list[float], neg: list[float]) -> float:
     """P(a random positive scores above a random negative), ties half."""
-    if not pos or not neg:
+    if not len(pos) or not len(neg):
         return float("nan")
     p = np.asarray(pos)[:, None]
     n = np.asarray(neg)[None, :]

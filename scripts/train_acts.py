@@ -416,13 +416,6 @@ def _carry(text, labs, others) -> list[tuple[object, list[tuple[int, int | None]
     return out
 
 
-def answer_rows(author: str, model):
-    """Answer-head rows from the concern labels of one train author's calls
-    (``concern_items``), read by ``model`` (the sentence head that did not learn from this
-    author); see ``pair_rows``."""
-    return pair_rows(concern_items(author), model)
-
-
 def pair_rows(items, model):
     """Answer-head rows of labelled concerns: for each, every agent sentence in the agent's
     next ANSWER_TURNS turns up to the one that answers it; that one is the positive, those
@@ -552,17 +545,14 @@ def unanswered_rows(items, model, only_labelled: bool = False) -> tuple[np.ndarr
     ``model`` (its sentence and answer heads); true where the sentence is a labelled concern
     left unanswered.  ``only_labelled``: only the labelled concern sentences (the episodes,
     whose other customer sentences are not labelled)."""
-    from pipelines.coaching.acts import unanswered_inputs
-    from pipelines.coaching.features import features_batch
+    from pipelines.coaching.features import concern_inputs, features_batch
     X, y = [], []
     for (tr, labs), f in zip(items, features_batch([t for t, _ in items], act_model=model)):
         lab = dict(labs)
         cust = [i for i in range(f["n"]) if f["answer"][i] and (i in lab or not only_labelled)]
         if not cust:
             continue
-        P = np.asarray([[f["prob"][a][i] / 1000.0 for a in model.labels] for i in cust], np.float32)
-        X.append(unanswered_inputs([[v / 1000.0 for v in f["answer"][i]] for i in cust], P, model.labels,
-                                   [f["norm"][i] for i in cust]))
+        X.append(concern_inputs(f, model.labels, cust))
         y.extend(i in lab and lab[i] is None for i in cust)
     return (np.concatenate(X) if X else np.zeros((0, 1), np.float32)), np.array(y, bool)
 
@@ -576,6 +566,7 @@ def concern_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], cv_groups, grid
     the rules) over unanswered_inputs; L2 by leave-one-author-out log-loss over
     ``cv_groups`` (the labelled calls' authors; the episodes are always trained on).
     Returns (final head, {author of cv_groups: head fitted without it}, summary)."""
+    from scripts.eval_concerns import auc
     authors = sorted(rows)
     X = np.concatenate([rows[a][0] for a in authors])
     y = np.concatenate([rows[a][1] for a in authors])
@@ -594,10 +585,7 @@ def concern_head(rows: dict[str, tuple[np.ndarray, np.ndarray]], cv_groups, grid
             ys.append(y[te])
         p, t = np.concatenate(ps), np.concatenate(ys)
         ll = float(-(np.log(np.where(t, p, 1 - p) + 1e-9)).mean())
-        pos, neg = p[t], p[~t]
-        auc = float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
-                    / max(1, pos.size * neg.size))
-        cv[l2] = {"log_loss": round(ll, 4), "auc": round(auc, 4)}
+        cv[l2] = {"log_loss": round(ll, 4), "auc": round(auc(p[t], p[~t]), 4) if t.any() and (~t).any() else 0.0}
         log(f"  concern head, l2={l2:g}: leave-one-author-out log-loss {cv[l2]['log_loss']}, AUC {cv[l2]['auc']}")
     best = min(grid, key=lambda l2: (cv[l2]["log_loss"], -l2))
     final = fit(np.ones(len(y), bool), best)
@@ -641,8 +629,8 @@ def main(argv=None) -> int:
                     help="leave this train author's sentence labels out of the sentence head "
                          "(an ablation; its calls still train the call, answer and concern heads)")
     ap.add_argument("--answer-head-only", action="store_true",
-                    help="keep the artefact's sentence and call heads, retrain the answer head "
-                         "(needs the cross-fitted models a full run wrote)")
+                    help="keep the artefact's sentence and call heads, retrain the answer and "
+                         "concern heads (needs the cross-fitted models a full run wrote)")
     ap.add_argument("--no-episodes", action="store_true",
                     help="train the answer head without the concern episodes")
     ap.add_argument("--l2", type=float, default=None,
@@ -759,7 +747,8 @@ def _concern_heads(args, arrays, meta, heldout, t0) -> int:
                                   arrays={**arrays, **over}, meta={})
         main = reader("main")
         sent = {a: ({"W": heldout[a][0], "b": heldout[a][1]} if a in heldout else {}) for a in with_concerns}
-        ans_rows = {a: answer_rows(a, reader(f"s-{a}", **sent[a])) for a in with_concerns}
+        calls = {a: concern_items(a) for a in with_concerns}      # read once, for both heads
+        ans_rows = {a: pair_rows(calls[a], reader(f"s-{a}", **sent[a])) for a in with_concerns}
         print(f"answer head: {sum(len(v[1]) for v in ans_rows.values())} (concern, agent sentence) "
               f"pairs from {len(ans_rows)} authors' concern labels")
         extra = answer_corpus_rows(main)
@@ -775,7 +764,7 @@ def _concern_heads(args, arrays, meta, heldout, t0) -> int:
         ans_of = {a: dict(zip(("ans_W", "ans_b", "ans_mu", "ans_sd"), h)) for a, h in ans_held.items()}
         un_rows = {}
         for a in with_concerns:
-            un_rows[a] = unanswered_rows(concern_items(a), reader(f"a-{a}", **sent[a], **ans_of[a]))
+            un_rows[a] = unanswered_rows(calls[a], reader(f"a-{a}", **sent[a], **ans_of[a]))
         for e, items in eps.items():
             un_rows[e] = unanswered_rows(items, reader(f"a-{e}", **ans_of[e]), only_labelled=True)
         (uW, ub, umu, usd), un_held, meta["concern_head"] = concern_head(un_rows, cv_groups=with_concerns)

@@ -575,15 +575,7 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
         answer: list[list[int]] = [[0] * ANSWER_TURNS if sp == "customer" else [] for sp in speakers]
         for (c, _s, k), v in zip(pairs, np.rint(pa * 1000).astype(int).tolist()):
             answer[c][k - 1] = max(answer[c][k - 1], v)
-        unanswered = [0] * n
-        cust = [i for i, sp in enumerate(speakers) if sp == "customer"]
-        if cust and model.un_W is not None:
-            pu = model.unanswered_probs(unanswered_inputs(
-                [[v / 1000.0 for v in answer[i]] for i in cust], q[cust] / 1000.0, model.labels,
-                [seg["norm"][i] for i in cust]))
-            for i, v in zip(cust, np.rint(pu * 1000).astype(int).tolist()):
-                unanswered[i] = v
-        out.append({
+        f = {
             "schema": FEATURES_SCHEMA,
             "version": features_version(model),
             "model": MODEL_NAME,
@@ -597,9 +589,25 @@ def features_batch(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
             "prob": {act: q[:, a].tolist() for a, act in enumerate(model.labels)},
             "echo": _echo(e, speakers),
             "answer": answer,
-            "unanswered": unanswered,
-        })
+        }
+        unanswered = [0] * n
+        cust = [i for i, sp in enumerate(speakers) if sp == "customer"]
+        if cust and model.un_W is not None:
+            pu = model.unanswered_probs(concern_inputs(f, model.labels, cust))
+            for i, v in zip(cust, np.rint(pu * 1000).astype(int).tolist()):
+                unanswered[i] = v
+        f["unanswered"] = unanswered
+        out.append(f)
     return out
+
+
+def concern_inputs(features: Mapping[str, Any], labels: Sequence[str], rows: Sequence[int]) -> np.ndarray:
+    """The concern head's inputs (``acts.unanswered_inputs``) of sentences ``rows`` (customer
+    sentences), read from stored features: the same stored values whether the head is being
+    trained (scripts/train_acts.py) or applied (features_batch)."""
+    P = np.asarray([[features["prob"][a][i] for a in labels] for i in rows], np.float32) / 1000.0
+    return unanswered_inputs([[v / 1000.0 for v in features["answer"][i]] for i in rows], P,
+                             labels, [features["norm"][i] for i in rows])
 
 
 def turn_features(transcript) -> dict[str, Any]:
