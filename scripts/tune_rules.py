@@ -3,6 +3,7 @@
 
     .venv/bin/python -m scripts.tune_rules                 # print the proposed thresholds
     .venv/bin/python -m scripts.tune_rules --write         # and write them into default.yaml
+    .venv/bin/python -m scripts.tune_rules --out F.yaml    # or into a candidate file
 
 Every `{model: ACT, min: P}` leaf of the rule file (and `classify.min_confidence`) is a
 threshold.  Coordinate ascent: for each threshold in turn, try a grid of values and take the
@@ -164,7 +165,9 @@ def main(argv=None) -> int:
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--support", type=float, default=SUPPORT,
                     help="share of bootstrap resamples a move must win (0 = plain coordinate ascent)")
-    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--write", action="store_true", help="write the tuned thresholds into --rules")
+    ap.add_argument("--out", type=Path, help="write the tuned rule file here instead (a candidate "
+                    "to score with `eval_engine --rules`)")
     args = ap.parse_args(argv)
     text = args.rules.read_text()
     tuner = Tuner(text)
@@ -196,7 +199,9 @@ def main(argv=None) -> int:
         if not changed:
             break
     print(f"end: objective {cur[0]:.4f}")
-    if args.write:
+    if args.out:
+        args.out.write_text(text)
+    elif args.write:
         args.rules.write_text(text)
         print(f"wrote {args.rules}")
     return 0

@@ -116,3 +116,35 @@ def test_candidate_rule_files_score_the_same_calls_each_under_its_own_rules(tmp_
     assert shipped["t"]["call_type"] == "escalation"
     assert other["t"]["call_type"] == "standard"
     assert other["t"]["ruleset_version"] != shipped["t"]["ruleset_version"]
+
+
+def test_out_writes_the_tuned_candidate_and_leaves_the_rule_file_alone(tmp_path, monkeypatch):
+    """`--out F` writes the tuned file to F (a candidate for `eval_engine --rules`) and never
+    touches the rule file it started from.  The train calls are replaced by a scorer that
+    prefers one threshold (what is under test is where the result goes, not the search)."""
+    from pipelines.coaching.rules import DEFAULT_RULES
+    from scripts import tune_rules
+
+    text = DEFAULT_RULES.read_text()
+    first_act, first_min = tune_rules.LEAF_RE.findall(text)[0]
+    target = next(v for v in tune_rules.GRID if f"{v:g}" != first_min)
+
+    class _Scorer:
+        def __init__(self, _text):
+            pass
+
+        def evaluate(self, t):
+            # +1 when the first leaf holds the target value, on every resample alike
+            hit = float(tune_rules.LEAF_RE.findall(t)[0][1] == f"{target:g}")
+            return hit, np.full(10, hit)
+
+    monkeypatch.setattr(tune_rules, "Tuner", _Scorer)
+    src = tmp_path / "rules.yaml"
+    src.write_text(text)
+    out = tmp_path / "cand.yaml"
+    assert tune_rules.main(["--rules", str(src), "--out", str(out), "--passes", "1"]) in (0, None)
+    assert src.read_text() == text
+    tuned = out.read_text()
+    assert tune_rules.LEAF_RE.findall(tuned)[0] == (first_act, f"{target:g}")
+    changed = [(a, b) for a, b in zip(text.splitlines(), tuned.splitlines()) if a != b]
+    assert len(tuned.splitlines()) == len(text.splitlines()) and len(changed) == 1   # in place
