@@ -49,7 +49,9 @@ def test_training_is_deterministic(tmp_path):
     assert ((X @ w1 + b1 >= 0) == y).mean() > 0.95
     m = load_act_model()
     arrays = {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd",
-                                         "ans_W", "ans_b", "ans_mu", "ans_sd")}
+                                         "ans_W", "ans_b", "ans_mu", "ans_sd",
+                                         "un_W", "un_b", "un_mu", "un_sd")
+              if getattr(m, k) is not None}
     a = save_act_model(tmp_path / "a", human_version="t", labels=m.labels, arrays=arrays, meta={})
     b = save_act_model(tmp_path / "b", human_version="t", labels=m.labels, arrays=arrays, meta={})
     assert a.sha256 == b.sha256 == m.sha256

@@ -268,3 +268,20 @@ def test_passed_checks_become_strength_moments(check_reports):
     r = check_reports["ack canonical"]
     strengths = [m for m in r["moments"] if m["kind"] == "strength"]
     assert any(m["area"] == "empathy" for m in strengths)
+
+
+def test_the_greeting_is_no_evidence_of_a_warm_handoff(rs):
+    """A self-introduction in the opening turn reads much like a colleague being introduced
+    on a warm transfer (the act model gives "hello this is Mark speaking" a high
+    warm_transfer probability); the opening is no evidence of a hand-off, so a cold
+    transfer stays cold and a warm one names the real briefing as its evidence."""
+    greeting = [("a", "hello this is mark speaking")]
+    cold = make_call(greeting + CALM_TRANSFER + [("a", "You'll need to ring them on the number on your invoice.")],
+                     call_id="cold")
+    warm_line = "I've got Dana from second line with us now and I'm telling her what you've tried."
+    warm = make_call(greeting + CALM_TRANSFER + [("a", warm_line)], call_id="warm")
+    r_cold, r_warm = score_many([cold, warm], rs)
+    assert r_cold["call_type"] == r_warm["call_type"] == HO
+    assert check(r_cold, "warm_handoff")["passed"] is False
+    c = check(r_warm, "warm_handoff")
+    assert c["passed"] is True and c["evidence"]["quote"] == warm_line
