@@ -90,6 +90,44 @@ def test_a_gain_shared_by_many_calls_moves_it_and_a_net_loss_never_does():
     assert not better(worse, cur, support=0.0)
 
 
+def test_a_gain_resting_on_one_author_does_not_move_a_threshold():
+    """Calls gain overall and on the resamples, but two of five authors' calls lose: the
+    per-author gate refuses the move; with one author losing it passes."""
+    gain = np.zeros(100)
+    gain[:20] = 1.0                      # author 0's calls gain a lot
+    gain[20:28] = -0.5                   # authors 1 and 2 each lose a little
+    gain[40:48] = -0.5
+    cand, cur = _boot(gain)
+    assert better(cand, cur)             # the bootstrap gate alone takes it
+    per_author = gain.reshape(5, 20).sum(1)
+    assert not better(cand + (per_author,), cur + (np.zeros(5),))
+    assert better(cand + (per_author,), cur + (np.zeros(5),), max_authors_losing=2)
+    one = per_author.copy()
+    one[2] = 0.0                         # only one author loses
+    assert better(cand + (one,), cur + (np.zeros(5),))
+
+
+def test_the_tuner_scores_each_author_apart(monkeypatch):
+    """evaluate's third element is the objective of each train author's calls alone: the
+    counts of one author's calls give that author's objective and no other's."""
+    from scripts import tune_rules
+    calls = {"a-1": "author-a", "a-2": "author-a", "b-1": "author-b"}
+    t = tune_rules.Tuner.__new__(tune_rules.Tuner)
+    ids = list(calls)
+    t.authors = ["author-a", "author-b"]
+    t.author_masks = [np.array([[calls[c] == a for c in ids] for a in t.authors], dtype=float)]
+    t.weights = [np.ones((3, 3))]
+    t.typed_weights = None
+    counts = np.array([eval_engine.call_counts(REPORTS[k], TRUTH[k]["labels"]) for k in ("e1", "s2", "s1")],
+                      dtype=float)
+    monkeypatch.setattr(t, "counts", lambda _text: ([counts], None), raising=False)
+    full, boot, per_author = t.evaluate("")
+    assert per_author.shape == (2,)
+    assert per_author[0] == pytest.approx(float(objective_counts([counts[:2].sum(0)])))
+    assert per_author[1] == pytest.approx(float(objective_counts([counts[2]])))
+    assert full == pytest.approx(float(objective_counts([counts.sum(0)])))
+
+
 def test_a_baseline_checkout_is_keyed_by_the_commit_a_revision_names_now():
     import subprocess
     head = subprocess.run(["git", "-C", str(eval_engine.ROOT), "rev-parse", "HEAD"],
@@ -105,8 +143,10 @@ def test_candidate_rule_files_score_the_same_calls_each_under_its_own_rules(tmp_
     src = (eval_engine.ROOT / "pipelines" / "rules" / "default.yaml").read_text()
     strict = tmp_path / "strict.yaml"
     # a rule set that never lets a call leave the default type
-    strict.write_text(src.replace("min_confidence: {escalation: 0.5, handoff: 0.7}",
-                                  "min_confidence: {escalation: 0.99999999, handoff: 0.99999999}"))
+    from scripts.tune_rules import _set_conf
+    strict_text = _set_conf(_set_conf(src, 0, 0.9999), 1, 0.9999)
+    assert strict_text != src
+    strict.write_text(strict_text)
     call = _call([("agent", "Thanks for calling, Dana speaking."),
                   ("customer", "This is the third time my heating has failed and I'm furious, "
                                "put me through to your supervisor this minute."),
@@ -136,7 +176,7 @@ def test_out_writes_the_tuned_candidate_and_leaves_the_rule_file_alone(tmp_path,
         def evaluate(self, t):
             # +1 when the first leaf holds the target value, on every resample alike
             hit = float(tune_rules.LEAF_RE.findall(t)[0][1] == f"{target:g}")
-            return hit, np.full(10, hit)
+            return hit, np.full(10, hit), np.full(3, hit)
 
     monkeypatch.setattr(tune_rules, "Tuner", _Scorer)
     src = tmp_path / "rules.yaml"
