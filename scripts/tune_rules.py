@@ -63,10 +63,11 @@ SUPPORT = 0.8
 SEED = 15
 
 # Calls of one author share a labelling convention, so a move can win on resampled calls and
-# still rest on one author's habit (on 2026-12-07 re-tuned act thresholds kept per-check
-# accuracy level on the train calls and lost 5-11 points of it on validation and test
-# authors).  A move must also leave the objective of every train author but at most
-# MAX_AUTHORS_LOSING no lower.
+# still rest on one author's habit.  A move must also leave the objective of every train
+# author but at most MAX_AUTHORS_LOSING no lower.  (It is a guard, not a cure: on 2026-12-07
+# re-tuned act thresholds kept per-check accuracy level on the train calls and lost 5-11
+# points of it on other authors, and the largest of those moves, acknowledge 0.9 -> 0.1,
+# lowered no train author's objective.)
 MAX_AUTHORS_LOSING = 1
 
 
