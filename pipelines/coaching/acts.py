@@ -158,16 +158,23 @@ def opening_sentences(turn_of_sentence: Sequence[int]) -> int:
     return n
 
 
+def without_opening_handoff(act: str, p: Sequence, opening: int) -> Sequence:
+    """``p`` (per-sentence values of ``act``) with the first ``opening`` sentences zeroed when
+    ``act`` is hand-off evidence: the greeting ("you're through to accounts", "hello, this is
+    Mark speaking") is no evidence of a hand-off, since nobody is transferred before they have
+    said why they called.  Read by the call head's evidence and by the rules alike."""
+    if act not in HANDOFF_EVIDENCE or not opening:
+        return p
+    return [0] * min(opening, len(p)) + list(p[opening:])
+
+
 def call_evidence(prob: Mapping[str, Sequence[float]], n: int, opening: int = 0) -> np.ndarray:
     """Call-level inputs from per-sentence probabilities (0..1): per act, its highest
     probability in the call and log(1 + number of sentences with p >= 0.5).  The first
-    ``opening`` sentences (the greeting: "you're through to accounts") are no evidence of a
-    handoff: nobody is transferred before they have said why they called."""
+    ``opening`` sentences are no evidence of a hand-off (``without_opening_handoff``)."""
     out = np.zeros(2 * len(CALL_EVIDENCE_ACTS), np.float32)
     for i, a in enumerate(CALL_EVIDENCE_ACTS):
-        p = np.asarray(prob.get(a, ()), np.float32)
-        if a in HANDOFF_EVIDENCE and opening:
-            p = p[opening:]
+        p = np.asarray(without_opening_handoff(a, prob.get(a, ()), opening), np.float32)
         if n and p.size:
             out[2 * i] = float(p.max())
             out[2 * i + 1] = math.log1p(float((p >= 0.5).sum()))

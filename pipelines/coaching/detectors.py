@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from .acts import HANDOFF_EVIDENCE, opening_sentences
+from .acts import opening_sentences, without_opening_handoff
 from .rules import RuleSet
 
 
@@ -31,10 +31,9 @@ def build_frame(feature_list: Sequence[Mapping[str, Any]], speakers: Sequence[Se
                 ruleset: RuleSet) -> Batch:
     """One row per sentence.  ``speakers[i][k]`` is the speaker of sentence k of call i
     (taken from the transcript's turns, so a role fix never invalidates features).  The
-    call's opening turn (the greeting: "hello, this is Mark speaking") is no evidence of a
-    hand-off, here as in the call head's evidence (``acts.call_evidence``): nobody is
-    transferred before they have said why they called, and a self-introduction reads much
-    like a colleague being introduced."""
+    call's opening turn is no evidence of a hand-off, here as in the call head's evidence
+    (``acts.without_opening_handoff``): a self-introduction reads much like a colleague being
+    introduced."""
     sem = ruleset.model_acts
     norm: list[str] = []
     spk: list[str] = []
@@ -60,10 +59,8 @@ def build_frame(feature_list: Sequence[Mapping[str, Any]], speakers: Sequence[Se
                 sims[a].extend(max(x[:k]) if x[:k] else 0 for x in f["answer"])
             elif a == "unanswered":
                 sims[a].extend(f.get("unanswered") or [0] * n)
-            elif a in HANDOFF_EVIDENCE and opening:
-                sims[a].extend([0] * min(opening, n) + list(fs[a][opening:]))
             else:
-                sims[a].extend(fs[a])
+                sims[a].extend(without_opening_handoff(a, fs[a], opening))
         offsets.append(offsets[-1] + n)
     cols: dict[str, Any] = {
         "norm": pl.Series("norm", norm, dtype=pl.String),
