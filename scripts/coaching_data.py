@@ -184,18 +184,28 @@ def heldout_dir(sha256: str) -> Path:
     return cache_dir() / f"heldout-{sha256[:16]}"
 
 
+def crossfitted_authors(main) -> set[str]:
+    """The train authors some head of the artefact ``main`` learned from: those with sentence
+    labels (recorded in its acts.json) and those with a cross-fitted model beside the cache
+    (train_acts writes one for every author whose concern labels the answer head read)."""
+    labelled = set((main.meta.get("call_sentence_labels") or {}).get("authors", []))
+    d = heldout_dir(main.sha256)
+    if d.is_dir():
+        labelled |= {p.name for p in d.iterdir() if (p / "acts.npz").exists()}
+    return labelled
+
+
 def train_features(transcripts: list, authors: list[str]) -> list[dict | None]:
     """Features of TRAIN-split calls for making choices on them: each call read by the
-    sentence head that did not learn from its author's sentences (cross-fitting; the shipped
-    call head on top).  Calls of authors without sentence labels get None (the shipped
-    model's features are right for them).  Refuses when the cross-fitted models are
+    heads that did not learn from its author (cross-fitting; the shipped call head on top).
+    Calls of authors no head learned from get None (the shipped model's features are right
+    for them).  Refuses when the cross-fitted models are
     missing: run ``python -m scripts.train_acts`` first."""
     from pipelines.coaching.acts import load_act_model
     from pipelines.coaching.features import FEATURES_VERSION, features_batch
     main = load_act_model()
-    labelled = set((main.meta.get("call_sentence_labels") or {}).get("authors", []))
     out: list[dict | None] = [None] * len(transcripts)
-    for author in sorted(set(authors) & labelled):
+    for author in sorted(set(authors) & crossfitted_authors(main)):
         d = heldout_dir(main.sha256) / author
         if not (d / "acts.npz").exists():
             raise SystemExit(f"no cross-fitted model for {author} under {d}: run "

@@ -43,7 +43,7 @@ def concern_scores(model_dir: Path | None = None, turns: int = 3) -> list[dict]:
     from pipelines.coaching.features import features_batch
     from scripts.train_acts import concern_items
     main = load_act_model(model_dir)
-    labelled = set((main.meta.get("call_sentence_labels") or {}).get("authors", []))
+    labelled = data.crossfitted_authors(main)
     rows = []
     for author in data.splits()["train"]:
         if not data.call_concerns(author):

@@ -774,7 +774,11 @@ def _concern_heads(args, arrays, meta, heldout, t0) -> int:
     # the final call head) are kept beside the cache, so that choices made on the train calls
     # (scripts/tune_rules.py, eval_engine --split train) read each author's calls as a new
     # call would be read
-    for author, (Wa, ba) in sorted(heldout.items()):
+    # an author whose concerns the answer head learned from but whose sentences the sentence
+    # head did not (no sentence labels) gets one too: the shipped sentence head with the
+    # answer and concern heads fitted without it
+    for author in sorted(set(heldout) | (set(ans_of) & set(with_concerns))):
+        Wa, ba = heldout.get(author, (arrays["W"], arrays["b"]))
         over = {"W": Wa, "b": ba, **ans_of.get(author, {})}
         if author in un_held:
             over.update(zip(("un_W", "un_b", "un_mu", "un_sd"), un_held[author]))
@@ -787,8 +791,8 @@ def _concern_heads(args, arrays, meta, heldout, t0) -> int:
 def _answer_head_only(args, t0) -> int:
     """Retrain only the answer and concern heads of the artefact in ``args.out``; the
     labelled authors' sentence heads are the cross-fitted ones a full run left in the cache."""
-    from pipelines.coaching.acts import load_act_model
-    m = load_act_model(args.out)
+    # not load_act_model: the answer head being replaced may be of an older input layout
+    sha = hashlib.sha256((args.out / "acts.npz").read_bytes()).hexdigest()
     z = np.load(args.out / "acts.npz")
     arrays = {k: z[k] for k in z.files if not k.startswith(("ans_", "un_"))}
     doc = json.loads((args.out / "acts.json").read_text())
@@ -798,7 +802,7 @@ def _answer_head_only(args, t0) -> int:
     meta["data_sha256"] = data_digest()
     heldout = {}
     for a in (meta.get("call_sentence_labels") or {}).get("authors", []):
-        d = data.heldout_dir(m.sha256) / a
+        d = data.heldout_dir(sha) / a
         if not (d / "acts.npz").exists():
             raise SystemExit(f"--answer-head-only: no cross-fitted model at {d}: run a full training first")
         hz = np.load(d / "acts.npz")
