@@ -4,6 +4,7 @@
     .venv/bin/python -m scripts.tune_rules                 # print the proposed thresholds
     .venv/bin/python -m scripts.tune_rules --write         # and write them into default.yaml
     .venv/bin/python -m scripts.tune_rules --out F.yaml    # or into a candidate file
+    .venv/bin/python -m scripts.tune_rules --only answered,classify   # move only these, hold the rest
 
 Every `{model: ACT, min: P}` leaf of the rule file (and `classify.min_confidence`) is a
 threshold.  Coordinate ascent: for each threshold in turn, try a grid of values and take the
@@ -192,7 +193,11 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="write the tuned thresholds into --rules")
     ap.add_argument("--out", type=Path, help="write the tuned rule file here instead (a candidate "
                     "to score with `eval_engine --rules`)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated model acts whose thresholds may move (\"classify\" for "
+                    "the call-type confidences); the rest are held (default: all)")
     args = ap.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
     text = args.rules.read_text()
     tuner = Tuner(text)
     cur = tuner.evaluate(text)
@@ -218,9 +223,11 @@ def main(argv=None) -> int:
         changed = False
         for k in range(n_leaves):
             act, _cur = LEAF_RE.findall(text)[k]
+            if only is not None and act not in only:
+                continue
             changed |= step([(_set_leaf(text, k, v), f"{v:g}") for v in GRID],
                             f"pass {p + 1}: leaf {k} ({act}) {_cur}")
-        for which in (0, 1):
+        for which in ((0, 1) if only is None or "classify" in only else ()):
             changed |= step([(_set_conf(text, which, v), f"{v:g}") for v in CONF_GRID],
                             f"pass {p + 1}: min_confidence[{which}]")
         if not changed:

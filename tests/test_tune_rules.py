@@ -188,3 +188,41 @@ def test_out_writes_the_tuned_candidate_and_leaves_the_rule_file_alone(tmp_path,
     assert tune_rules.LEAF_RE.findall(tuned)[0] == (first_act, f"{target:g}")
     changed = [(a, b) for a, b in zip(text.splitlines(), tuned.splitlines()) if a != b]
     assert len(tuned.splitlines()) == len(text.splitlines()) and len(changed) == 1   # in place
+
+
+def test_only_moves_the_named_thresholds_and_holds_every_other(tmp_path, monkeypatch):
+    """`--only ACT` lets the tuner move the thresholds of that act alone: a scorer that
+    rewards moving every leaf and both call-type confidences gets exactly the named act's
+    leaves moved, and with "classify" named, the confidences too."""
+    from pipelines.coaching.rules import DEFAULT_RULES
+    from scripts import tune_rules
+
+    text = DEFAULT_RULES.read_text()
+    leaves = tune_rules.LEAF_RE.findall(text)
+    conf0 = tune_rules.CONF_RE.search(text).groups()
+
+    class _Scorer:
+        def __init__(self, _text):
+            pass
+
+        def evaluate(self, t):
+            # one point per leaf and per confidence that differs from the start
+            now = tune_rules.LEAF_RE.findall(t)
+            moved = sum(a != b for a, b in zip(now, leaves))
+            moved += sum(a != b for a, b in zip(tune_rules.CONF_RE.search(t).groups(), conf0))
+            return float(moved), np.full(10, float(moved)), np.full(3, float(moved))
+
+    monkeypatch.setattr(tune_rules, "Tuner", _Scorer)
+    src = tmp_path / "rules.yaml"
+    src.write_text(text)
+    named = "answered"
+    assert named in {a for a, _ in leaves}
+    for only, conf_moves in ((named, False), (f"{named},classify", True)):
+        out = tmp_path / "cand.yaml"
+        assert tune_rules.main(["--rules", str(src), "--out", str(out), "--passes", "1",
+                                "--only", only]) in (0, None)
+        tuned = out.read_text()
+        now = tune_rules.LEAF_RE.findall(tuned)
+        moved = {a for a, b in zip(now, leaves) if a != b}
+        assert {a for a, _ in moved} == {named}
+        assert (tune_rules.CONF_RE.search(tuned).groups() != conf0) is conf_moves
