@@ -204,12 +204,59 @@ def _words(norm: str) -> set[str]:
     return {w for w in norm.split() if len(w) > 2 and w not in _STOP}
 
 
+# What a question asks for and what a reply gives, read from exact words (question words,
+# auxiliaries, amounts, times, a reply's opening yes/no), so the answer head can learn that
+# a "how much" wants an amount, a "when" a time and a "do I still get charged" a yes or a
+# no: a reply on the same subject that gives none of them ("the freeze starts on the 1st")
+# is close in meaning and still no answer.  A linear head over the embeddings alone cannot
+# form these pairings; the products below give it them, and training chooses their weights.
+# Normalised text (lower case, numbers as digits), with or without "?" and apostrophes.
+_LEAD = r"^(?:(?:and|so|okay|ok|um|uh|er|right|but|well|oh|sorry|yeah|also|just|then)\s+)*"
+ASKS: dict[str, re.Pattern] = {
+    "money": re.compile(r"\bhow much\b|\b(?:cost|costs|price|fee|fees|charge|charged|charges|pay|"
+                        r"paying|refund|deposit|bill|amount|copay|interest|rate|penalty)\b"),
+    "when": re.compile(r"\bwhen\b|\bhow long\b|\bwhat time\b|\bwhat day\b|\bhow soon\b|"
+                       r"\bhow quickly\b|\bby when\b"),
+    "yes_no": re.compile(_LEAD + r"(?:do|does|did|is|are|was|were|will|would|can|could|should|"
+                         r"shall|have|has|am|won'?t|don'?t|doesn'?t|isn'?t|aren'?t|can'?t|didn'?t)\b|"
+                         r"\bor not\b|\bor\s*\??$"),
+    "wh": re.compile(r"\b(?:what|which|who|where|why|how)\b"),
+}
+GIVES: dict[str, re.Pattern] = {
+    "money": re.compile(r"[$£€]\s?\d|\b\d+(?:\.\d+)?\b|\b(?:free|no charge|nothing|covered|"
+                        r"waiv\w*|refund\w*|credit\w*|charge\w*|fee|fees|cost|costs|price)\b"),
+    "when": re.compile(SIGNALS["clock_time"].pattern + "|" + SIGNALS["day_or_date"].pattern + "|"
+                       + SIGNALS["duration"].pattern
+                       + r"|\b\d+ (?:minutes?|hours?|days?|weeks?|months?|working days)\b|"
+                       r"\b(?:next|this) (?:week|month)\b|\bstraight away\b|\bright now\b"),
+    "direct": re.compile(_LEAD + r"(?:yes|yeah|yep|yup|no|nope|not|absolutely|definitely|of course|"
+                         r"certainly|correct|that'?s right|i'?m afraid|unfortunately|it will|it won'?t|"
+                         r"it does|it doesn'?t|it is|it isn'?t|it'?s not|you will|you won'?t|you do|"
+                         r"you don'?t|you can|you can'?t|you would|you wouldn'?t|there is|there'?s|"
+                         r"there isn'?t|they will|they won'?t|we will|we won'?t|we can|we can'?t)\b"),
+    "negation": re.compile(r"\b(?:no|not|won'?t|don'?t|doesn'?t|isn'?t|aren'?t|never|nothing|can'?t|"
+                           r"wouldn'?t|didn'?t)\b"),
+}
+
+
+def question_form(norm: str) -> list[float]:
+    """0/1 per ASKS: what the customer sentence asks for."""
+    return [1.0 if rx.search(norm) else 0.0 for rx in ASKS.values()]
+
+
+def reply_form(norm: str) -> list[float]:
+    """0/1 per GIVES: what the agent sentence gives."""
+    return [1.0 if rx.search(norm) else 0.0 for rx in GIVES.values()]
+
+
 def answer_input_names(labels: Sequence[str]) -> tuple[str, ...]:
     agent = [a for a in labels if ACT_SPEAKER[a] == "agent"]
     return (tuple(f"prod{i}" for i in range(EMB_DIM)) + ("cos", "overlap")
             + tuple(f"offset{k}" for k in range(1, ANSWER_TURNS + 1))
             + tuple(f"p:{a}" for a in agent) + tuple(f"c:{s}" for s in SIGNAL_NAMES)
-            + tuple(f"s:{s}" for s in SIGNAL_NAMES))
+            + tuple(f"s:{s}" for s in SIGNAL_NAMES)
+            + tuple(f"asks:{q}" for q in ASKS) + tuple(f"gives:{g}" for g in GIVES)
+            + tuple(f"asks:{q}*gives:{g}" for q in ASKS for g in GIVES))
 
 
 def answer_pairs(speakers: Sequence[str], turns: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -250,7 +297,8 @@ def answer_matrix(ec: np.ndarray, es: np.ndarray, ps: np.ndarray, nc: Sequence[s
     (a vague promise or a hand-off is not an answer) and the exact signals of both (a "when"
     answered with a day, a "how much" with an amount)."""
     agent_cols = [j for j, a in enumerate(labels) if ACT_SPEAKER[a] == "agent"]
-    d = EMB_DIM + 2 + ANSWER_TURNS + len(agent_cols) + 2 * len(SIGNALS)
+    nq, ng = len(ASKS), len(GIVES)
+    d = EMB_DIM + 2 + ANSWER_TURNS + len(agent_cols) + 2 * len(SIGNALS) + nq + ng + nq * ng
     X = np.zeros((len(ks), d), np.float32)
     if not len(ks):
         return X
@@ -265,7 +313,14 @@ def answer_matrix(ec: np.ndarray, es: np.ndarray, ps: np.ndarray, nc: Sequence[s
     X[:, o:o + len(agent_cols)] = np.asarray(ps)[:, agent_cols]
     o += len(agent_cols)
     X[:, o:o + len(SIGNALS)] = np.asarray([signals(n) for n in nc], np.float32).reshape(-1, len(SIGNALS))
-    X[:, o + len(SIGNALS):] = np.asarray([signals(n) for n in ns], np.float32).reshape(-1, len(SIGNALS))
+    o += len(SIGNALS)
+    X[:, o:o + len(SIGNALS)] = np.asarray([signals(n) for n in ns], np.float32).reshape(-1, len(SIGNALS))
+    o += len(SIGNALS)
+    Q = np.asarray([question_form(n) for n in nc], np.float32).reshape(-1, nq)
+    G = np.asarray([reply_form(n) for n in ns], np.float32).reshape(-1, ng)
+    X[:, o:o + nq] = Q
+    X[:, o + nq:o + nq + ng] = G
+    X[:, o + nq + ng:] = (Q[:, :, None] * G[:, None, :]).reshape(-1, nq * ng)
     return X
 
 
