@@ -633,6 +633,8 @@ def main(argv=None) -> int:
                          "concern heads (needs the cross-fitted models a full run wrote)")
     ap.add_argument("--no-episodes", action="store_true",
                     help="train the answer head without the concern episodes")
+    ap.add_argument("--no-gate", action="store_true",
+                    help="skip the behaviour tests (scripts/gate.py) on the written model")
     ap.add_argument("--l2", type=float, default=None,
                     help="use this L2 for the sentence head instead of choosing it by CV (quick runs)")
     args = ap.parse_args(argv)
@@ -785,7 +787,16 @@ def _concern_heads(args, arrays, meta, heldout, t0) -> int:
         save_act_model(data.heldout_dir(m.sha256) / author, human_version=f"heldout-{author}",
                        labels=ACTS, arrays={**arrays, **over}, meta={"main": m.version})
     print(f"wrote {args.out}/acts.npz + acts.json: {m.version} ({time.time() - t0:.0f} s)")
-    return 0
+    if getattr(args, "no_gate", False):
+        return 0
+    # a retrained model moves single-sentence behaviour the validation objective does not
+    # see; it is a candidate only if the behaviour tests still pass with it (scripts/gate.py)
+    from scripts.gate import gate
+    res = gate(model=args.out)
+    print(f"gate: {'PASS' if res.passed else 'FAIL'}: {res.summary}")
+    for f in res.failed:
+        print(f"  failed: {f}")
+    return 0 if res.passed else 1
 
 
 def _answer_head_only(args, t0) -> int:

@@ -6,6 +6,9 @@
     .venv/bin/python -m scripts.tune_rules --out F.yaml    # or into a candidate file
     .venv/bin/python -m scripts.tune_rules --only answered,classify   # move only these, hold the rest
 
+A tuned file is put through the behaviour tests (scripts/gate.py) before it is written or
+offered: `--write` refuses one that fails, `--out` writes it and exits 1.
+
 Every `{model: ACT, min: P}` leaf of the rule file (and `classify.min_confidence`) is a
 threshold.  Coordinate ascent: for each threshold in turn, try a grid of values and take the
 best one that beats the current value on the train split's transcripts (exact text, the
@@ -196,6 +199,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None,
                     help="comma-separated model acts whose thresholds may move (\"classify\" for "
                     "the call-type confidences); the rest are held (default: all)")
+    ap.add_argument("--no-gate", action="store_true",
+                    help="skip the behaviour tests (scripts/gate.py) on the tuned file")
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     text = args.rules.read_text()
@@ -233,12 +238,29 @@ def main(argv=None) -> int:
         if not changed:
             break
     print(f"end: objective {cur[0]:.4f}")
+    passed = True
+    if (args.out or args.write) and not args.no_gate:
+        # a tuned file must keep every pinned behaviour before it is a candidate at all
+        # (scripts/gate.py); --write never overwrites the shipped rules with one that fails
+        from scripts.gate import gate
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            cand = Path(tmp) / "tuned.yaml"
+            cand.write_text(text)
+            res = gate(rules=cand)
+        passed = res.passed
+        print(f"gate: {'PASS' if passed else 'FAIL'}: {res.summary}")
+        for f in res.failed:
+            print(f"  failed: {f}")
     if args.out:
         args.out.write_text(text)
     elif args.write:
+        if not passed:
+            print(f"not written: the tuned rules fail the behaviour tests; {args.rules} is unchanged")
+            return 1
         args.rules.write_text(text)
         print(f"wrote {args.rules}")
-    return 0
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -182,7 +182,7 @@ def test_out_writes_the_tuned_candidate_and_leaves_the_rule_file_alone(tmp_path,
     src = tmp_path / "rules.yaml"
     src.write_text(text)
     out = tmp_path / "cand.yaml"
-    assert tune_rules.main(["--rules", str(src), "--out", str(out), "--passes", "1"]) in (0, None)
+    assert tune_rules.main(["--rules", str(src), "--out", str(out), "--passes", "1", "--no-gate"]) in (0, None)
     assert src.read_text() == text
     tuned = out.read_text()
     assert tune_rules.LEAF_RE.findall(tuned)[0] == (first_act, f"{target:g}")
@@ -220,9 +220,45 @@ def test_only_moves_the_named_thresholds_and_holds_every_other(tmp_path, monkeyp
     for only, conf_moves in ((named, False), (f"{named},classify", True)):
         out = tmp_path / "cand.yaml"
         assert tune_rules.main(["--rules", str(src), "--out", str(out), "--passes", "1",
-                                "--only", only]) in (0, None)
+                                "--only", only, "--no-gate"]) in (0, None)
         tuned = out.read_text()
         now = tune_rules.LEAF_RE.findall(tuned)
         moved = {a for a, b in zip(now, leaves) if a != b}
         assert {a for a, _ in moved} == {named}
         assert (tune_rules.CONF_RE.search(tuned).groups() != conf0) is conf_moves
+
+
+def test_write_refuses_a_tuned_file_that_fails_the_behaviour_tests(tmp_path, monkeypatch, capsys):
+    """`--write` never overwrites the rule file with tuned thresholds that fail the gate; with
+    `--out` the candidate is written and the exit status says it failed.  (The gate's verdict
+    is the injected fault here; tests/test_gate.py runs the real one.)"""
+    from pipelines.coaching.rules import DEFAULT_RULES
+    from scripts import gate as gate_mod
+    from scripts import tune_rules
+
+    text = DEFAULT_RULES.read_text()
+
+    class _Scorer:
+        def __init__(self, _text):
+            pass
+
+        def evaluate(self, t):
+            moved = float(t != text)
+            return moved, np.full(10, moved), np.full(3, moved)
+
+    seen = []
+
+    def _failing_gate(rules=None, model=None, tests=gate_mod.BATTERY):
+        seen.append(rules.read_text())
+        return gate_mod.GateResult(False, "1 failed, 120 passed", ("tests/test_x.py::test_y",))
+
+    monkeypatch.setattr(tune_rules, "Tuner", _Scorer)
+    monkeypatch.setattr(gate_mod, "gate", _failing_gate)
+    src = tmp_path / "rules.yaml"
+    src.write_text(text)
+    assert tune_rules.main(["--rules", str(src), "--write", "--passes", "1"]) == 1
+    assert src.read_text() == text and seen and seen[-1] != text     # the tuned text was gated
+    assert "not written" in capsys.readouterr().out
+    out = tmp_path / "cand.yaml"
+    assert tune_rules.main(["--rules", str(src), "--out", str(out), "--passes", "1"]) == 1
+    assert out.read_text() == seen[-1]
