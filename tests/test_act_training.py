@@ -205,8 +205,9 @@ def test_the_answer_head_sees_each_pairing_of_what_is_asked_and_what_is_given():
 ])
 def test_a_straight_reply_to_a_yes_no_money_question_beats_one_on_the_same_subject(question, answer, same_subject):
     """A reply on the same subject that says neither yes nor no nor what it costs is close in
-    meaning and still no answer.  (Measured on made-up pairs: where the question is "when" or
-    "how long", the head still prefers a same-subject reply in 2 of 3; see docs/coaching.md.)"""
+    meaning and still no answer.  (Measured on five made-up pairs: the three money questions
+    go right, but for both "when" and "how long" questions the head still prefers the reply on
+    the same subject over the one that gives a time; see docs/coaching.md.)"""
     opening = [("agent", "Hello, you're through to support."), ("customer", "Hi there.")]
     a = features_batch([_call(opening + [("customer", question), ("agent", answer)])])[0]
     b = features_batch([_call(opening + [("customer", question), ("agent", same_subject)])])[0]
