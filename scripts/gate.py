@@ -43,6 +43,11 @@ class GateResult:
     summary: str                   # pytest's last line ("121 passed in 17.1s")
     failed: tuple[str, ...]        # node ids of the failing tests
 
+    def report(self) -> str:
+        """The verdict and every failing test, as the scripts print it."""
+        return "\n".join([f"gate: {'PASS' if self.passed else 'FAIL'}: {self.summary}"]
+                         + [f"  failed: {f}" for f in self.failed])
+
 
 def _copy_tree(dst: Path) -> None:
     files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others",
@@ -89,9 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tests", nargs="+", default=list(BATTERY), help="test files (default: the battery)")
     args = ap.parse_args(argv)
     res = gate(args.rules, args.model, tuple(args.tests))
-    print(f"gate: {'PASS' if res.passed else 'FAIL'}: {res.summary}")
-    for f in res.failed:
-        print(f"  failed: {f}")
+    print(res.report())
     return 0 if res.passed else 1
 
 

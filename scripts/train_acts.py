@@ -793,9 +793,7 @@ def _concern_heads(args, arrays, meta, heldout, t0) -> int:
     # see; it is a candidate only if the behaviour tests still pass with it (scripts/gate.py)
     from scripts.gate import gate
     res = gate(model=args.out)
-    print(f"gate: {'PASS' if res.passed else 'FAIL'}: {res.summary}")
-    for f in res.failed:
-        print(f"  failed: {f}")
+    print(res.report())
     return 0 if res.passed else 1
 
 

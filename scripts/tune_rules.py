@@ -209,11 +209,12 @@ def main(argv=None) -> int:
     print(f"start: objective {cur[0]:.4f}", flush=True)
     n_leaves = len(LEAF_RE.findall(text))
 
+    max_losing = args.max_authors_losing if args.max_authors_losing >= 0 else 10 ** 6
+
     def step(cands: list[tuple[str, str]], label: str) -> bool:
         nonlocal text, cur
         scored = [(tuner.evaluate(c), c, v) for c, v in cands if c != text]
-        gate = args.max_authors_losing if args.max_authors_losing >= 0 else 10 ** 6
-        ok = [x for x in scored if better(x[0], cur, args.support, gate)]
+        ok = [x for x in scored if better(x[0], cur, args.support, max_losing)]
         if not ok:
             return False
         (res, c, v) = max(ok, key=lambda x: x[0][0])
@@ -249,9 +250,7 @@ def main(argv=None) -> int:
             cand.write_text(text)
             res = gate(rules=cand)
         passed = res.passed
-        print(f"gate: {'PASS' if passed else 'FAIL'}: {res.summary}")
-        for f in res.failed:
-            print(f"  failed: {f}")
+        print(res.report())
     if args.out:
         args.out.write_text(text)
     elif args.write:

@@ -312,12 +312,16 @@ def answer_matrix(ec: np.ndarray, es: np.ndarray, ps: np.ndarray, nc: Sequence[s
     o += 1 + ANSWER_TURNS
     X[:, o:o + len(agent_cols)] = np.asarray(ps)[:, agent_cols]
     o += len(agent_cols)
-    X[:, o:o + len(SIGNALS)] = np.asarray([signals(n) for n in nc], np.float32).reshape(-1, len(SIGNALS))
+    # each sentence is in many pairs: read its regexes once
+    c_of = {t: signals(t) + question_form(t) for t in set(nc)}
+    s_of = {t: signals(t) + reply_form(t) for t in set(ns)}
+    C = np.asarray([c_of[t] for t in nc], np.float32).reshape(-1, len(SIGNALS) + nq)
+    S = np.asarray([s_of[t] for t in ns], np.float32).reshape(-1, len(SIGNALS) + ng)
+    X[:, o:o + len(SIGNALS)] = C[:, :len(SIGNALS)]
     o += len(SIGNALS)
-    X[:, o:o + len(SIGNALS)] = np.asarray([signals(n) for n in ns], np.float32).reshape(-1, len(SIGNALS))
+    X[:, o:o + len(SIGNALS)] = S[:, :len(SIGNALS)]
     o += len(SIGNALS)
-    Q = np.asarray([question_form(n) for n in nc], np.float32).reshape(-1, nq)
-    G = np.asarray([reply_form(n) for n in ns], np.float32).reshape(-1, ng)
+    Q, G = C[:, len(SIGNALS):], S[:, len(SIGNALS):]
     X[:, o:o + nq] = Q
     X[:, o + nq:o + nq + ng] = G
     X[:, o + nq + ng:] = (Q[:, :, None] * G[:, None, :]).reshape(-1, nq * ng)
