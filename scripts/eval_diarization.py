@@ -14,8 +14,9 @@ Sets (comma-separated, or ``all``):
     with 20 more voice pairs (``samples/heldout/tuning-extra``; hx-07 and hx-09 use one
     espeak variant for both parties and are beyond the method).  Rendered with
     ``scripts/render_calls.py`` into the git-ignored ``samples/heldout/audio/`` when missing
-    or older than their script.  Thresholds of the ``embedded`` backend are calibrated on
-    ``tuning`` + ``tuning-extra`` only; ``heldout`` is for reporting.
+    or older than their script.  Thresholds of the ``embedded`` backend (the defaults of
+    ``EmbeddedDiarizerConfig``) are calibrated on ``tuning`` + ``tuning-extra`` only;
+    ``heldout`` is for reporting.
 ``dev`` / ``dev8k``
     The 8 shared dev calls (``../shared/dev-calls``): ``NAME.mono16k.flac`` and
     ``NAME.stereo8k.flac`` downmixed to mono, both through ``embedded`` (a second held-out
