@@ -14,8 +14,9 @@ Sets (comma-separated, or ``all``):
     with 20 more voice pairs (``samples/heldout/tuning-extra``; hx-07 and hx-09 use one
     espeak variant for both parties and are beyond the method).  Rendered with
     ``scripts/render_calls.py`` into the git-ignored ``samples/heldout/audio/`` when missing
-    or older than their script.  Thresholds of the ``embedded`` backend are calibrated on
-    ``tuning`` + ``tuning-extra`` only; ``heldout`` is for reporting.
+    or older than their script.  Thresholds of the ``embedded`` backend (the defaults of
+    ``EmbeddedDiarizerConfig``) are calibrated on ``tuning`` + ``tuning-extra`` only;
+    ``heldout`` is for reporting.
 ``dev`` / ``dev8k``
     The 8 shared dev calls (``../shared/dev-calls``): ``NAME.mono16k.flac`` and
     ``NAME.stereo8k.flac`` downmixed to mono, both through ``embedded`` (a second held-out
@@ -37,7 +38,11 @@ threads) is reported beside it.
 
 ``--two-party`` (default on) builds the embedded backend with ``two_party=True`` (exactly
 two speakers, the option the speech stage passes); ``--no-two-party`` estimates the count
-(1..``max_speakers``, default 4).
+(1..``max_speakers``, default 4).  ``--opt key=value`` sets a field of
+``EmbeddedDiarizerConfig`` (``--opt switch_penalty=30 --opt overlap=false``) or the
+speaker range (``min_speakers``, ``max_speakers``); ``--copt`` a ``ChannelDiarizer``
+argument.  ``--verbose`` / ``--json`` show each call's diagnostics (the embedded backend's
+``hook`` steps: num_speakers, pitch_split, centroid_cos, overlap_s ...).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from pipelines.audio import Audio, decode  # noqa: E402
-from pipelines.speech.diarize import make_diarizer  # noqa: E402
+from pipelines.speech.diarize import EmbeddedDiarizerConfig, make_diarizer  # noqa: E402
 
 HELDOUT = ROOT / "samples" / "heldout"
 SETS = ("tuning", "tuning-extra", "heldout", "dev", "dev8k", "stereo", "samples", "pyannote")
@@ -193,11 +198,22 @@ def parse_opts(opts):
         if v.lower() in ("true", "false"):
             out[k] = v.lower() == "true"
             continue
+        if v.lower() == "none":           # e.g. trim_db=none: edges not tightened
+            out[k] = None
+            continue
         try:
             out[k] = int(v) if v.lstrip("-").isdigit() else float(v)
         except ValueError:
             out[k] = v
     return out
+
+
+def embedded_options(opts) -> dict:
+    """``--opt`` pairs as make_diarizer("embedded") arguments: the speaker range stays a
+    constructor argument, everything else is a field of the one config."""
+    opts = parse_opts(opts)
+    ctor = {k: opts.pop(k) for k in ("min_speakers", "max_speakers") if k in opts}
+    return {"config": EmbeddedDiarizerConfig(**opts), **ctor}
 
 
 def main(argv=None) -> int:
@@ -229,7 +245,7 @@ def main(argv=None) -> int:
     backends = {}
     if "embedded" in kinds:
         backends["embedded"] = make_diarizer("embedded", two_party=args.two_party,
-                                             **parse_opts(args.opt))
+                                             **embedded_options(args.opt))
     if "channels" in kinds:
         backends["channels"] = make_diarizer("channels", **parse_opts(args.copt))
     load_s = time.perf_counter() - t0
@@ -243,8 +259,10 @@ def main(argv=None) -> int:
             audio = Audio(mixed, audio.sample_rate, audio.source_rate, audio.codec, audio.sha256)
         ref = read_truth(ref_path) if ref_path.endswith(".json") else read_rttm(ref_path)
         dia = backends[kind]
+        info: dict = {}      # the embedded backend's diagnostics of this call (its hook)
+        hook = {"hook": info.__setitem__} if kind == "embedded" else {}
         t, c = time.perf_counter(), time.process_time()
-        segs = dia(audio, num_speakers=args.num_speakers)
+        segs = dia(audio, num_speakers=args.num_speakers, **hook)
         el, cpu = time.perf_counter() - t, time.process_time() - c
         hyp = to_annotation(segs, name)
         d0, c0 = der(ref, hyp, 0.0)
@@ -255,7 +273,7 @@ def main(argv=None) -> int:
                          conf=c0["confusion"] / c0["total"],
                          spk=len({s.speaker for s in segs}), ref_spk=len(ref.labels()),
                          rtf=el / audio.duration_s, cpu=cpu / audio.duration_s,
-                         dur=audio.duration_s, info=dict(getattr(dia, "last_info", {}) or {})))
+                         dur=audio.duration_s, info=info))
         if args.verbose:
             print(name, set_name, rows[-1]["info"],
                   [(s.speaker, s.start, s.end) for s in segs], file=sys.stderr)

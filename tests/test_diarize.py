@@ -21,7 +21,8 @@ import pytest
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 from pipelines.audio import SAMPLE_RATE, Audio, decode  # noqa: E402
-from pipelines.speech.diarize import (SpeakerSegment, _otsu_split,  # noqa: E402
+from pipelines.speech.diarize import (EmbeddedDiarizer,  # noqa: E402
+                                      EmbeddedDiarizerConfig, SpeakerSegment, _otsu_split,
                                       choose_backend, make_diarizer, pitch_track)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,12 +289,13 @@ def test_two_party_rendered_call(two_party, name, tmp_path):
     folder, bound = HELDOUT_CALLS[name]
     audio, truth = render(name, folder, tmp_path)
     assert audio.channels == (2 if truth["audio"]["layout"] == "stereo" else 1)
-    segs = two_party(audio)            # a stereo render is downmixed: mono diarization
+    info: dict = {}
+    segs = two_party(audio, hook=info.__setitem__)   # stereo is downmixed: mono diarization
     check_well_formed(segs, audio.duration_s)
     assert len({s.speaker for s in segs}) == 2
-    assert two_party.last_info["num_speakers"] == 2
+    assert info["num_speakers"] == 2
     d = der(truth, segs)
-    assert d <= bound, (name, d, two_party.last_info)
+    assert d <= bound, (name, d, info)
     # the interruption survives in mono: both speakers during the overlap
     for ov in truth["overlaps"]:
         a, b = ov["start"] + 0.15, ov["end"] - 0.15
@@ -304,7 +306,7 @@ def test_two_party_options():
     ch = make_diarizer("channels", two_party=True)           # accepted by every backend
     assert ch.two_party
     with pytest.raises(ValueError):
-        make_diarizer("embedded", min_speakers=0, overlap=False)
+        make_diarizer("embedded", min_speakers=0, config=EmbeddedDiarizerConfig(overlap=False))
 
 
 def test_two_party_speaker_range(two_party, embedded):
@@ -375,3 +377,106 @@ def test_otsu_split():
     assert 0.35 < frac < 0.45
     one = rng.normal(np.log(100), 0.04, 50)
     assert _otsu_split(one)[1] < 4.5                   # a single voice: no clear split
+
+
+# --------------------------------------------------------------------------------------
+# embedded tuning as one frozen config; diagnostics through a per-call hook
+
+# the keyword defaults EmbeddedDiarizer.__init__ had before its tuning moved into
+# EmbeddedDiarizerConfig (bb4e691): the calibrated thresholds must not drift with the move
+OLD_DEFAULTS = dict(
+    hop_s=0.4, min_window_s=0.8, min_cluster_s=2.0, same_voice_cos=0.80, pitch_gap=0.09,
+    extra_voice_cos=0.65, pitch_weight=0.14, pitch_min_gap=0.15, pitch_min_dprime=4.5,
+    switch_penalty=40.0, free_gap_s=0.7, min_segment_s=0.3, fill_gap_s=0.5, onset=0.45,
+    offset=0.30, min_silence_s=0.10, min_speech_s=0.12, pad_s=0.0, trim_db=40.0,
+    overlap="auto", overlap_checkpoint=None, overlap_threshold=0.5)
+
+
+def test_config_defaults_are_the_old_defaults():
+    import dataclasses
+
+    cfg = EmbeddedDiarizerConfig()
+    assert dataclasses.asdict(cfg) == OLD_DEFAULTS
+    assert [f.name for f in dataclasses.fields(cfg)] == list(OLD_DEFAULTS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.hop_s = 0.5                                      # type: ignore[misc]
+    assert not hasattr(cfg, "__dict__")                      # slots
+    tuned = dataclasses.replace(cfg, switch_penalty=30.0)
+    assert tuned.switch_penalty == 30.0 and cfg.switch_penalty == 40.0
+    assert EmbeddedDiarizerConfig(trim_db=None, overlap=False, pitch_weight=0).trim_db is None
+
+
+@pytest.mark.parametrize("field, value", [
+    ("hop_s", 0.0), ("free_gap_s", -0.1), ("min_window_s", -1.0), ("switch_penalty", -5.0),
+    ("pitch_weight", -0.1), ("trim_db", -3.0), ("pad_s", float("nan")),
+    ("min_cluster_s", float("inf")), ("same_voice_cos", 1.5), ("extra_voice_cos", -2.0),
+    ("onset", 1.2), ("overlap_threshold", -0.1), ("offset", 0.5),   # offset above onset
+    ("fill_gap_s", "0.5"), ("min_segment_s", True), ("overlap", "yes"), ("overlap", 1),
+    ("overlap_checkpoint", ""), ("overlap_checkpoint", 3),
+])
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=rf"EmbeddedDiarizerConfig\.{field} must be"):
+        EmbeddedDiarizerConfig(**{field: value})
+
+
+def test_tuning_has_one_way_in():
+    """The old loose keywords are gone (callers pass a config), and a config of the wrong
+    type is refused before any model loads."""
+    with pytest.raises(TypeError):
+        EmbeddedDiarizer(switch_penalty=30.0)                # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        make_diarizer("embedded", config={"switch_penalty": 30.0})
+
+
+def sample_call(name: str = "sample-03-standard.mp3", end: float = 20.5) -> Audio:
+    """The first four turns of a repository sample call (mono, agent + customer)."""
+    audio = decode((REPO / "samples" / "calls" / name).read_bytes())
+    return clip(audio, 0.0, end)
+
+
+@pytest.fixture(scope="module")
+def sample_run(two_party):
+    """One two-party diarization of the sample clip: (audio, segments, hook calls)."""
+    audio = sample_call()
+    calls: list[tuple[str, object]] = []
+    segs = two_party(audio, hook=lambda step, value: calls.append((step, value)))
+    return audio, segs, calls
+
+
+def test_hook_receives_diagnostics(two_party, sample_run):
+    audio, segs, calls = sample_run
+    check_well_formed(segs, audio.duration_s)
+    steps = [s for s, _ in calls]
+    assert len(steps) == len(set(steps))                     # each step once per call
+    assert set(steps) <= set(EmbeddedDiarizer.DIAGNOSTICS)
+    # reported in the documented order
+    assert steps == [s for s in EmbeddedDiarizer.DIAGNOSTICS if s in steps]
+    info = dict(calls)
+    assert info["num_speakers"] == 2 == len({s.speaker for s in segs})
+    assert isinstance(info["pitch"], bool)
+    assert info["runs"] >= 4 and info["windows"] >= info["runs"]
+    assert -1.0 <= info["centroid_cos"] <= 1.0 and info["pitch_gap"] >= 0.0
+    if two_party.osd is not None:
+        assert info["overlap_s"] >= 0.0
+    # silence: only the speaker count
+    silent = Audio(np.zeros((1, 2 * SAMPLE_RATE), np.float32), SAMPLE_RATE, 16000, "pcm", "0")
+    quiet: list = []
+    assert two_party(silent, hook=lambda *a: quiet.append(a)) == []
+    assert quiet == [("num_speakers", 0)]
+
+
+def test_reused_instance_gives_identical_results(two_party, sample_run):
+    """Nothing about a call stays on the instance: a second call, a call without a hook
+    and calls from two threads at once give the same segments and diagnostics."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    audio, segs, calls = sample_run
+    state = dict(vars(two_party))
+    again: list = []
+    assert two_party(audio, hook=lambda *a: again.append(a)) == segs
+    assert again == calls
+    assert two_party(audio) == segs
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(lambda _: two_party(audio), range(2))) == [segs, segs]
+    assert vars(two_party).keys() == state.keys()
+    assert all(vars(two_party)[k] is v for k, v in state.items())

@@ -20,7 +20,9 @@ Backends (``make_diarizer(name)``):
     ``num_speakers``), a 10 ms Viterbi resegmentation whose switch cost falls with the
     pause length, and (when the whisperx wheel is installed) overlapped-speech detection
     with the pyannote segmentation model in that wheel: in overlap frames the second
-    speaker is added, so interruptions survive in mono.
+    speaker is added, so interruptions survive in mono.  Its thresholds are one frozen
+    ``EmbeddedDiarizerConfig`` (``config=``); a call's diagnostics (speaker count, pitch
+    split, overlap seconds ...) go to the ``hook`` passed to that call.
 
 ``pyannote``
     pyannote.audio's ``SpeakerDiarization`` pipeline loaded from a local directory
@@ -38,11 +40,13 @@ a Ray actor).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import warnings
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -269,6 +273,115 @@ class OverlapDetector:
         return smooth_mask(m, frame_s, min_s, 0.1)
 
 
+Hook = Callable[[str, Any], None]
+"""``hook(step, value)``: receives a diarizer's diagnostics of one call as they are computed
+(the callback pyannote.audio pipelines take as ``pipeline(file, hook=...)``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedDiarizerConfig:
+    """Tuning of the ``embedded`` backend: one immutable value, so a deployment, the
+    evaluation script and a test name the same thresholds the same way, and a diarizer's
+    settings cannot change under a running call.  Defaults were calibrated on the tuning
+    split of ``samples/heldout`` (see ``scripts/eval_diarization.py``); the steps they act on
+    are described in ``EmbeddedDiarizer``.  Values are checked on construction: a wrong one
+    raises ValueError naming the field instead of surfacing as a NaN deep in clustering.
+
+    Windows (step 2): ``hop_s`` is the step between the 1.6 s embedding windows inside long
+    speech runs; windows shorter than ``min_window_s`` are scored but not clustered (their
+    d-vectors are noisy), unless fewer than two windows are that long.
+
+    Speaker count (step 3, only when the count is estimated): every extra speaker needs
+    ``min_cluster_s`` of speech and a different voice -- for k = 2 an uncentred centroid
+    cosine below ``same_voice_cos`` or median pitches ``pitch_gap`` (log F0) apart, for
+    k >= 3 every centroid pair below ``extra_voice_cos``.
+
+    Pitch evidence (step 3): pitch enters the similarities only when the call's window
+    pitches split clearly in two -- groups ``pitch_min_gap`` (log F0) apart and
+    ``pitch_min_dprime`` pooled standard deviations -- and then with weight
+    ``pitch_weight`` (0 turns it off).
+
+    Resegmentation (steps 4-5): a speaker switch inside speech costs ``switch_penalty``,
+    falling to nothing across pauses of ``free_gap_s``; flips shorter than
+    ``min_segment_s`` are absorbed and pauses under ``fill_gap_s`` inside one speaker
+    closed.
+
+    Speech mask and edges (steps 1, 5): silero VAD hysteresis ``onset`` / ``offset``
+    (speech starts at ``onset``, lasts while above ``offset``), gaps under
+    ``min_silence_s`` closed, islands under ``min_speech_s`` dropped; segments padded by
+    ``pad_s``, and their edges tightened to the first/last 10 ms frame within ``trim_db``
+    of the segment's loudest frame (silero's 32 ms frames lag at offsets; None: kept).
+
+    Overlap (step 6): ``overlap`` True requires the overlapped-speech detector, "auto"
+    uses it when its checkpoint is available, False skips it; ``overlap_checkpoint`` is a
+    pyannote segmentation checkpoint (None: the one in the whisperx wheel);
+    ``overlap_threshold`` the score above which a frame is overlapped speech.
+    """
+
+    # windows
+    hop_s: float = 0.4                 # step between windows inside long runs
+    min_window_s: float = 0.8          # shorter windows are not clustered
+    # speaker count
+    min_cluster_s: float = 2.0         # speech an estimated extra speaker needs
+    same_voice_cos: float = 0.80       # k = 2: centroid cosine below this is two voices
+    pitch_gap: float = 0.09            # k = 2: or median log F0 this far apart
+    extra_voice_cos: float = 0.65      # k >= 3: every centroid pair below this
+    # pitch evidence
+    pitch_weight: float = 0.14         # weight of the pitch evidence (0: off)
+    pitch_min_gap: float = 0.15        # log F0 gap of a clear pitch split
+    pitch_min_dprime: float = 4.5      # separation of a clear split (pooled SDs)
+    # resegmentation
+    switch_penalty: float = 40.0       # cost of a speaker switch inside speech
+    free_gap_s: float = 0.7            # pause after which a switch is free
+    min_segment_s: float = 0.3         # shorter flips are absorbed
+    fill_gap_s: float = 0.5            # shorter pauses inside one speaker are closed
+    # speech mask and edges
+    onset: float = 0.45                # VAD probability that starts speech
+    offset: float = 0.30               # VAD probability below which speech ends
+    min_silence_s: float = 0.10        # shorter gaps inside speech are closed
+    min_speech_s: float = 0.12         # shorter islands of speech are dropped
+    pad_s: float = 0.0                 # padding on both sides of each segment
+    trim_db: float | None = 40.0       # edges tightened to this far below the loudest frame
+    # overlapped speech
+    overlap: bool | str = "auto"       # True: required, "auto": when available, False: off
+    overlap_checkpoint: str | None = None   # None: the whisperx wheel's segmentation model
+    overlap_threshold: float = 0.5     # overlap score that marks a frame
+
+    def __post_init__(self) -> None:
+        def bad(name: str, want: str) -> ValueError:
+            return ValueError(f"EmbeddedDiarizerConfig.{name} must be {want}, "
+                              f"got {getattr(self, name)!r}")
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("overlap", "overlap_checkpoint") or (f.name == "trim_db" and v is None):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise bad(f.name, "a finite number")
+        for name in ("hop_s", "free_gap_s"):
+            if getattr(self, name) <= 0:
+                raise bad(name, "> 0")
+        for name in ("min_window_s", "min_cluster_s", "pitch_gap", "pitch_weight",
+                     "pitch_min_gap", "pitch_min_dprime", "switch_penalty", "min_segment_s",
+                     "fill_gap_s", "min_silence_s", "min_speech_s", "pad_s", "trim_db"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise bad(name, ">= 0")
+        for name in ("same_voice_cos", "extra_voice_cos"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise bad(name, "a cosine in [-1, 1]")
+        for name in ("onset", "offset", "overlap_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise bad(name, "a probability in [0, 1]")
+        if self.offset > self.onset:
+            raise bad("offset", f"<= onset ({self.onset!r})")
+        if not (isinstance(self.overlap, bool) or self.overlap == "auto"):
+            raise bad("overlap", "True, False or 'auto'")
+        if self.overlap_checkpoint is not None and (
+                not isinstance(self.overlap_checkpoint, str) or not self.overlap_checkpoint):
+            raise bad("overlap_checkpoint", "None or a path")
+
+
 class EmbeddedDiarizer:
     """Offline mono diarization: silero VAD + resemblyzer + spectral clustering + Viterbi
     + OSD, with a two-party prior for contact-centre calls.
@@ -299,27 +412,33 @@ class EmbeddedDiarizer:
     6. Overlap (``overlap="auto"``): frames the segmentation model marks as overlapped
        speech get the second speaker as well.
 
-    Thresholds were calibrated on the tuning split of ``samples/heldout`` (synthetic
-    two-party calls, many voice pairs and codecs); see ``scripts/eval_diarization.py``.
+    The thresholds named above are fields of ``config`` (an ``EmbeddedDiarizerConfig``),
+    calibrated on the tuning split of ``samples/heldout`` (synthetic two-party calls, many
+    voice pairs and codecs); see ``scripts/eval_diarization.py``.  ``device``,
+    ``two_party``, ``min_speakers`` / ``max_speakers`` and ``vad`` stay constructor
+    arguments: they describe the deployment and its calls, not the method.  Diagnostics of
+    a call go to the ``hook`` passed to that call, never onto the instance, so one
+    instance (models loaded once) serves many calls and threads.
     """
 
     name = "embedded"
     ALGORITHM = "tiled-spectral-v2"
+    # diagnostic steps a ``hook`` receives (``step, value``), in the order they are reported;
+    # a step is left out where its stage does not run (pitch_split / pitch_dprime:
+    # pitch_weight 0 or fewer than 6 voiced windows; centroid_cos / pitch_gap: no
+    # two-speaker clustering; overlap_s: no OSD or one speaker; all but num_speakers: no
+    # speech)
+    DIAGNOSTICS = ("pitch_split", "pitch_dprime", "centroid_cos", "pitch_gap", "pitch",
+                   "num_speakers", "runs", "windows", "overlap_s")
 
-    def __init__(self, *, device: str = "cpu", two_party: bool = False,
-                 min_speakers: int | None = None, max_speakers: int | None = None,
-                 hop_s: float = 0.4, min_window_s: float = 0.8, min_cluster_s: float = 2.0,
-                 same_voice_cos: float = 0.80, pitch_gap: float = 0.09,
-                 extra_voice_cos: float = 0.65, pitch_weight: float = 0.14,
-                 pitch_min_gap: float = 0.15, pitch_min_dprime: float = 4.5,
-                 switch_penalty: float = 40.0, free_gap_s: float = 0.7, min_segment_s: float = 0.3,
-                 fill_gap_s: float = 0.5, onset: float = 0.45, offset: float = 0.30,
-                 min_silence_s: float = 0.10, min_speech_s: float = 0.12, pad_s: float = 0.0,
-                 trim_db: float | None = 40.0,
-                 overlap: bool | str = "auto", overlap_checkpoint: str | None = None,
-                 overlap_threshold: float = 0.5, vad: SileroVad | None = None):
+    def __init__(self, *, config: EmbeddedDiarizerConfig | None = None, device: str = "cpu",
+                 two_party: bool = False, min_speakers: int | None = None,
+                 max_speakers: int | None = None, vad: SileroVad | None = None):
         import torch
 
+        self.config = config = config if config is not None else EmbeddedDiarizerConfig()
+        if not isinstance(config, EmbeddedDiarizerConfig):
+            raise TypeError(f"config must be an EmbeddedDiarizerConfig, not {type(config)!r}")
         self.device = _resolve_device(device)
         self.two_party = bool(two_party)
         # speaker-count range; two_party: both parties of a contact-centre call, always 2
@@ -334,20 +453,7 @@ class EmbeddedDiarizer:
             raise ValueError(f"speaker range must be >= 1 (min_speakers={min_speakers}, "
                              f"max_speakers={max_speakers})")
         self.min_speakers, self.max_speakers = lo, hi
-        self.hop_frames = max(1, int(round(hop_s / MEL_HOP_S)))
-        self.min_window_s = min_window_s
-        self.min_cluster_s = min_cluster_s
-        self.same_voice_cos, self.pitch_gap = same_voice_cos, pitch_gap
-        self.extra_voice_cos = extra_voice_cos
-        self.pitch_weight = pitch_weight
-        self.pitch_min_gap, self.pitch_min_dprime = pitch_min_gap, pitch_min_dprime
-        self.switch_penalty = switch_penalty
-        self.free_gap_s = free_gap_s
-        self.min_segment_s = min_segment_s
-        self.fill_gap_s = fill_gap_s
-        self.onset, self.offset = onset, offset
-        self.min_silence_s, self.min_speech_s, self.pad_s = min_silence_s, min_speech_s, pad_s
-        self.trim_db = trim_db
+        self.hop_frames = max(1, int(round(config.hop_s / MEL_HOP_S)))
         self.vad = vad or SileroVad()
         self.encoder, rz_version = _load_voice_encoder(self.device)
         self._torch = torch
@@ -356,23 +462,23 @@ class EmbeddedDiarizer:
                         f"+{self.ALGORITHM}" + ("+two-party" if self.two_party else ""))
         # overlapped speech: True = required, "auto" = when the checkpoint is available
         self.osd: OverlapDetector | None = None
-        if overlap:
+        if config.overlap:
             try:
-                self.osd = OverlapDetector(overlap_checkpoint, device=self.device,
-                                           threshold=overlap_threshold)
+                self.osd = OverlapDetector(config.overlap_checkpoint, device=self.device,
+                                           threshold=config.overlap_threshold)
                 self.version += f"+{self.osd.version}"
             except Exception as exc:
-                if overlap is True or overlap_checkpoint:
+                if config.overlap is True or config.overlap_checkpoint:
                     raise
                 warnings.warn(f"overlap detection disabled: {exc}")
-        self.last_info: dict = {}
 
     # -- steps -----------------------------------------------------------------------
     def speech_mask(self, x: np.ndarray) -> np.ndarray:
         """Speech mask on the 10 ms mel grid."""
         p = self.vad.probs(x)
-        m = smooth_mask(hysteresis(p, self.onset, self.offset), FRAME_S,
-                        self.min_speech_s, self.min_silence_s)
+        c = self.config
+        m = smooth_mask(hysteresis(p, c.onset, c.offset), FRAME_S, c.min_speech_s,
+                        c.min_silence_s)
         n_mel = len(x) // 160 + 1
         if not len(m):
             return np.zeros(n_mel, dtype=bool)
@@ -435,7 +541,8 @@ class EmbeddedDiarizer:
                 out[i] = float(np.median(lf[s:e][v]))
         return out
 
-    def pitch_evidence(self, lf: np.ndarray, fit: np.ndarray) -> np.ndarray | None:
+    def pitch_evidence(self, lf: np.ndarray, fit: np.ndarray, *,
+                       hook: Hook | None = None) -> np.ndarray | None:
         """Per-window pitch evidence, or None when pitch does not split the call.
 
         The fitted windows' median log F0 are split in two (Otsu); only a clear split --
@@ -444,16 +551,20 @@ class EmbeddedDiarizer:
         Then each window gets ``pitch_weight * clip((log F0 - threshold) / 0.05, -3, 3)``
         (0 without pitch), added to its similarity with the cluster on its side.  This
         separates voices resemblyzer confuses (one timbre at two pitches) and stays off
-        for same-pitch pairs, where per-window pitch is intonation noise."""
+        for same-pitch pairs, where per-window pitch is intonation noise.  ``hook`` gets
+        the split's gap and separation (``pitch_split``, ``pitch_dprime``)."""
+        c = self.config
         ok = fit & np.isfinite(lf)
-        if self.pitch_weight <= 0 or ok.sum() < 6:
+        if c.pitch_weight <= 0 or ok.sum() < 6:
             return None
         thr, dprime, frac, gap = _otsu_split(lf[ok])
-        self.last_info.update(pitch_split=round(gap, 3), pitch_dprime=round(dprime, 2))
-        if dprime < self.pitch_min_dprime or gap < self.pitch_min_gap or frac < 0.1:
+        if hook is not None:
+            hook("pitch_split", round(gap, 3))
+            hook("pitch_dprime", round(dprime, 2))
+        if dprime < c.pitch_min_dprime or gap < c.pitch_min_gap or frac < 0.1:
             return None
         p = np.clip((lf - thr) / 0.05, -3.0, 3.0)
-        return self.pitch_weight * np.where(np.isfinite(p), p, 0.0)
+        return c.pitch_weight * np.where(np.isfinite(p), p, 0.0)
 
     @staticmethod
     def scores(e: np.ndarray, q: np.ndarray | None, e_fit: np.ndarray,
@@ -500,25 +611,30 @@ class EmbeddedDiarizer:
             lab = new
         return lab
 
-    def _distinct(self, raw: np.ndarray, lab: np.ndarray, k: int, lf: np.ndarray) -> bool:
-        """Every pair of clusters is a different voice (see the class docstring)."""
+    def _distinct(self, raw: np.ndarray, lab: np.ndarray, k: int, lf: np.ndarray, *,
+                  hook: Hook | None = None) -> bool:
+        """Every pair of clusters is a different voice (see the class docstring); for
+        k = 2 ``hook`` gets the two measures (``centroid_cos``, ``pitch_gap``)."""
         cents = np.stack([_unit(raw[lab == j].mean(0)) for j in range(k)])
         cos = cents @ cents.T
         np.fill_diagonal(cos, -1.0)
         if k == 2:
-            self.last_info["centroid_cos"] = round(float(cos[0, 1]), 3)
             f0 = [lf[lab == j] for j in range(2)]
             gap = (abs(float(np.nanmedian(f0[0]) - np.nanmedian(f0[1])))
                    if all(np.isfinite(v).sum() >= 2 for v in f0) else 0.0)
-            self.last_info["pitch_gap"] = round(gap, 3)
-            return cos[0, 1] < self.same_voice_cos or gap >= self.pitch_gap
-        return float(cos.max()) < self.extra_voice_cos
+            if hook is not None:
+                hook("centroid_cos", round(float(cos[0, 1]), 3))
+                hook("pitch_gap", round(gap, 3))
+            return cos[0, 1] < self.config.same_voice_cos or gap >= self.config.pitch_gap
+        return float(cos.max()) < self.config.extra_voice_cos
 
     def cluster(self, centred: np.ndarray, raw: np.ndarray, fit: np.ndarray,
                 weights: np.ndarray, lo: int, hi: int, lf: np.ndarray,
-                q: np.ndarray | None) -> tuple[np.ndarray, int]:
+                q: np.ndarray | None, *, hook: Hook | None = None
+                ) -> tuple[np.ndarray, int]:
         """Cluster the fitted windows into k in lo..hi speakers; returns (labels of the
-        fitted windows, k).  ``lf``: the windows' median log F0; ``q``: pitch evidence."""
+        fitted windows, k).  ``lf``: the windows' median log F0; ``q``: pitch evidence;
+        ``hook``: see ``_distinct``."""
         e = centred[fit]
         qf = q[fit] if q is not None else None
         n = len(e)
@@ -530,10 +646,10 @@ class EmbeddedDiarizer:
             lab = self._partition(e, k, qf)
             if len(np.unique(lab)) < k:
                 break
-            distinct = self._distinct(raw[fit], lab, k, lf[fit])
+            distinct = self._distinct(raw[fit], lab, k, lf[fit], hook=hook)
             if k > lo:     # an estimated extra speaker: enough speech and a different voice
                 sizes = np.bincount(lab, weights=weights[fit], minlength=k)
-                if sizes.min() < self.min_cluster_s or not distinct:
+                if sizes.min() < self.config.min_cluster_s or not distinct:
                     break
             best = (lab, k)
         if best is None:   # too few windows for min_speakers clusters
@@ -560,8 +676,8 @@ class EmbeddedDiarizer:
         idx = np.concatenate([np.arange(a, b) for a, b in speech_runs])
         score = acc[idx] / np.maximum(wsum[idx, None], 1e-9)
         gaps = np.diff(idx, prepend=idx[0]) - 1            # non-speech frames before each
-        free = self.free_gap_s / MEL_HOP_S
-        pen = self.switch_penalty * np.clip(1.0 - gaps / free, 0.0, 1.0)
+        free = self.config.free_gap_s / MEL_HOP_S
+        pen = self.config.switch_penalty * np.clip(1.0 - gaps / free, 0.0, 1.0)
         out[idx] = _viterbi(score, pen)
         return out
 
@@ -571,11 +687,19 @@ class EmbeddedDiarizer:
         return self.min_speakers, self.max_speakers
 
     # -- entry -----------------------------------------------------------------------
-    def __call__(self, audio: Audio, *, num_speakers: int | None = None) -> list[SpeakerSegment]:
+    def __call__(self, audio: Audio, *, num_speakers: int | None = None,
+                 hook: Hook | None = None) -> list[SpeakerSegment]:
+        """Speaker segments of one recording.  ``hook(step, value)``, when given, is
+        called with each diagnostic of this call (``DIAGNOSTICS``), as pyannote
+        pipelines report their steps; ``dia(audio, hook=info.__setitem__)`` collects
+        them in a dict.  Nothing about a call is kept on the instance, so one instance
+        serves many calls and threads."""
+        c = self.config
         x = audio.mono().astype(np.float32)
-        self.last_info = {"num_speakers": 0}
         speech = self.speech_mask(x)
         if not speech.any():
+            if hook is not None:
+                hook("num_speakers", 0)
             return []
         with self._lock:
             mel = self.mel(x, speech)
@@ -589,20 +713,19 @@ class EmbeddedDiarizer:
         # differs from the call as a whole (removes the shared channel/codec part)
         centred = embs - (embs * w_len[:, None]).sum(0) / w_len.sum()
         centred /= np.linalg.norm(centred, axis=1, keepdims=True) + 1e-9
-        fit = w_len >= self.min_window_s
+        fit = w_len >= c.min_window_s
         if fit.sum() < 2:
             fit = np.ones(len(wins), dtype=bool)
         # each window stands for ~hop seconds of speech when weighing cluster sizes
         weights = np.minimum(w_len, self.hop_frames * MEL_HOP_S)
         lo, hi = self.speaker_range(num_speakers)
         lf = self.window_pitch(x, speech, wins)
-        q = self.pitch_evidence(lf, fit)
-        lab, k = self.cluster(centred, embs, fit, weights, lo, hi, lf, q)
+        q = self.pitch_evidence(lf, fit, hook=hook)
+        lab, k = self.cluster(centred, embs, fit, weights, lo, hi, lf, q, hook=hook)
         sims = self.scores(centred, q, centred[fit], None if q is None else q[fit], lab, k)
-        self.last_info["pitch"] = q is not None
         labels = self.resegment(wins, sims, speech_runs, n)
-        labels = _absorb_short(labels, int(round(self.min_segment_s / MEL_HOP_S)))
-        labels = _fill_gaps(labels, int(round(self.fill_gap_s / MEL_HOP_S)))
+        labels = _absorb_short(labels, int(round(c.min_segment_s / MEL_HOP_S)))
+        labels = _fill_gaps(labels, int(round(c.fill_gap_s / MEL_HOP_S)))
         # relabel by first appearance: SPEAKER_00 speaks first
         vals, first = np.unique(labels[labels >= 0], return_index=True)
         order = [int(v) for v in vals[np.argsort(first)]]
@@ -611,7 +734,11 @@ class EmbeddedDiarizer:
             remap[old] = new
         labels = remap[labels]                  # -1 stays -1 (index -1 -> last = -1)
         names = [f"SPEAKER_{i:02d}" for i in range(len(order))]
-        self.last_info.update(num_speakers=len(order), runs=len(speech_runs), windows=len(wins))
+        if hook is not None:
+            hook("pitch", q is not None)
+            hook("num_speakers", len(order))
+            hook("runs", len(speech_runs))
+            hook("windows", len(wins))
         masks = [labels == k for k in range(len(order))]
         if self.osd is not None and len(order) >= 2:
             with self._lock:
@@ -629,11 +756,12 @@ class EmbeddedDiarizer:
                         second = int(remap[others[0]])
                         sel = np.arange(a, b)[labels[a:b] == k]
                         masks[second][sel] = True
-            self.last_info["overlap_s"] = round(float(ov.sum()) * MEL_HOP_S, 2)
+            if hook is not None:
+                hook("overlap_s", round(float(ov.sum()) * MEL_HOP_S, 2))
         segs: list[SpeakerSegment] = []
         for k, name in enumerate(names):
-            segs += _mask_segments(masks[k], name, MEL_HOP_S, pad_s=self.pad_s,
-                                   total_s=audio.duration_s, signal=x, trim_db=self.trim_db)
+            segs += _mask_segments(masks[k], name, MEL_HOP_S, pad_s=c.pad_s,
+                                   total_s=audio.duration_s, signal=x, trim_db=c.trim_db)
         return _sorted(segs)
 
 
@@ -855,7 +983,8 @@ def _annotation_segments(ann, total_s: float) -> list[SpeakerSegment]:
 
 def make_diarizer(backend: str, *, model_dir: str | None = None, device: str = "cpu",
                   **options) -> Diarizer:
-    """Build a diarizer; models load here, once.  ``options`` go to the backend."""
+    """Build a diarizer; models load here, once.  ``options`` go to the backend (for
+    ``embedded`` its tuning is one ``config=EmbeddedDiarizerConfig(...)``)."""
     backend = backend.lower().strip()
     if backend == "channels":
         return ChannelDiarizer(**options)
