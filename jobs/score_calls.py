@@ -9,9 +9,11 @@ Same arguments as ``callcoach score``; the driver joins the cluster it is submit
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# this checkout's package (pipelines/callcoach), ahead of any installed copy; the image
+# installs the same tree, so on a cluster both are one
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines"))
 
-from pipelines.cli import main  # noqa: E402
+from callcoach.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["score", *sys.argv[1:]]))

@@ -18,20 +18,22 @@ import argparse
 import gc
 import random
 import resource
+import os
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
-from pipelines.coaching.acts import ANSWER_TURNS  # noqa: E402
-from pipelines.coaching.features import (FEATURES_VERSION, features_batch, features_valid,  # noqa: E402
+from callcoach.coaching.acts import ANSWER_TURNS  # noqa: E402
+from callcoach.coaching.features import (FEATURES_VERSION, features_batch, features_valid,  # noqa: E402
                                          transcript_digest)
-from pipelines.coaching.rules import default_ruleset, load_ruleset  # noqa: E402
-from pipelines.coaching.score import score_batch  # noqa: E402
-from pipelines.report import validate_report  # noqa: E402
-from pipelines.transcript import Transcript, Turn  # noqa: E402
+from callcoach.coaching.rules import default_ruleset, load_ruleset  # noqa: E402
+from callcoach.coaching.score import score_batch  # noqa: E402
+from callcoach.report import validate_report  # noqa: E402
+from callcoach.transcript import Transcript, Turn  # noqa: E402
 
 
 def sentence_pool(size: int = 800, seed: int = 11) -> list[tuple[str, str, dict]]:

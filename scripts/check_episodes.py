@@ -12,12 +12,14 @@ Prints one line per problem and exits 1 when there is any.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.join(str(Path(__file__).resolve().parents[1]), "pipelines"))   # the callcoach package of this tree
 
-from pipelines.coaching.features import normalise  # noqa: E402
+from callcoach.coaching.features import normalise  # noqa: E402
 
 ANSWER_WINDOW = 3          # agent turns after the concern that an answer may come in
 KINDS_ANSWERED = {"direct", "implicit", "after_check", "terse"}

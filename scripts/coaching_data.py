@@ -33,7 +33,7 @@ EPISODES_DIR = ROOT / "samples" / "corpus" / "episodes"
 
 def load_corpus(directory: Path = CORPUS_DIR) -> list[dict]:
     """Every utterance of the act corpus, validated."""
-    from pipelines.coaching.acts import ACT_SPEAKER
+    from callcoach.coaching.acts import ACT_SPEAKER
     out: list[dict] = []
     seen: set[str] = set()
     for p in sorted(directory.glob("*.jsonl")):
@@ -74,7 +74,7 @@ def call_scripts(split: str | None = None) -> Iterator[tuple[str, Path, dict]]:
 def script_transcript(script: dict):
     """A transcript straight from a script's turns (times from word counts): enough for
     text-only uses such as training the call head; the renders' truth has exact times."""
-    from pipelines.transcript import Transcript, Turn
+    from callcoach.transcript import Transcript, Turn
     t = 0.5
     turns = []
     for turn in script["turns"]:
@@ -93,7 +93,7 @@ def truth_transcript(call_id: str):
     p = AUDIO_DIR / f"{call_id}.truth.json"
     if not p.exists():
         return None
-    from pipelines.transcript import Transcript, Turn
+    from callcoach.transcript import Transcript, Turn
     d = json.loads(p.read_text())
     turns = tuple(Turn(t["speaker"], float(t["start"]), float(t["end"]), t["text"]) for t in d["turns"])
     return Transcript(call_id=d["call_id"], duration_s=float(d["duration_s"]),
@@ -109,7 +109,7 @@ def plain_text(text: str) -> str:
 
 def plain_transcript(tr):
     """The same transcript in lower case without punctuation."""
-    from pipelines.transcript import Transcript, Turn
+    from callcoach.transcript import Transcript, Turn
     return Transcript(tr.call_id, tr.duration_s,
                       tuple(Turn(t.speaker, t.start, t.end, plain_text(t.text)) for t in tr.turns),
                       models=tr.models, language=tr.language, metadata=tr.metadata)
@@ -125,7 +125,7 @@ def asr_transcript(call_id: str):
     p = ASR_DIR / f"{call_id}.json"
     if not p.exists():
         return None
-    from pipelines.transcript import Transcript
+    from callcoach.transcript import Transcript
     d = json.loads(p.read_text())
     d.pop("features", None)
     return Transcript.from_dict(d)
@@ -163,7 +163,7 @@ def call_sentence_acts(author: str) -> dict[str, list[dict]]:
     call id -> rows {k, speaker, text, acts} in call order, one per sentence of
     ``script_transcript`` (the script's text, so the labels do not depend on a render).
     Only TRAIN-split authors have them; a test-split author's file is refused."""
-    from pipelines.coaching.acts import ACT_SPEAKER
+    from callcoach.coaching.acts import ACT_SPEAKER
     out: dict[str, list[dict]] = {}
     for p, n, r in _train_label_rows(CALL_ACTS_DIR, author, "sentence labels"):
         bad = [a for a in r["acts"] if ACT_SPEAKER.get(a) != r["speaker"]]
@@ -201,8 +201,8 @@ def train_features(transcripts: list, authors: list[str]) -> list[dict | None]:
     Calls of authors no head learned from get None (the shipped model's features are right
     for them).  Refuses when the cross-fitted models are
     missing: run ``python -m scripts.train_acts`` first."""
-    from pipelines.coaching.acts import load_act_model
-    from pipelines.coaching.features import FEATURES_VERSION, features_batch
+    from callcoach.coaching.acts import load_act_model
+    from callcoach.coaching.features import FEATURES_VERSION, features_batch
     main = load_act_model()
     out: list[dict | None] = [None] * len(transcripts)
     for author in sorted(set(authors) & crossfitted_authors(main)):
@@ -232,7 +232,7 @@ def episodes(directory: Path = EPISODES_DIR) -> list[tuple[str, object, int, int
     episode, sentences numbered as the engine splits the transcript.  Each file is checked
     first (scripts/check_episodes.py); a label that does not fall on one sentence of its
     turn is refused."""
-    from pipelines.coaching.features import _segment
+    from callcoach.coaching.features import _segment
     from scripts.check_episodes import check
     out = []
     for p in sorted(directory.glob("*.jsonl")):
@@ -255,7 +255,7 @@ def episodes(directory: Path = EPISODES_DIR) -> list[tuple[str, object, int, int
 def _sentence_of(seg: dict, turn: int, text: str, where: str) -> int:
     """The sentence of ``turn`` (in ``seg``, the engine's split of a transcript) holding
     most of ``text``'s words."""
-    from pipelines.coaching.features import normalise
+    from callcoach.coaching.features import normalise
     want = normalise(text).split()
     best, at = 0, None
     for k, (t, n) in enumerate(zip(seg["turn"], seg["norm"])):

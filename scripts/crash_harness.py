@@ -1,7 +1,7 @@
 """Crash-safety harness: kill the job with SIGKILL at random points, re-run it, and check
 that the outputs equal those of an uninterrupted run.
 
-The job runs as a subprocess (``python -m pipelines.cli rescore --output ...``) over an
+The job runs as a subprocess (``python -m callcoach.cli rescore --output ...``) over an
 archive of stored transcripts synthesised from the four samples' truth turns (distinct
 call_ids, agents, teams and days), on a local folder or on a real local S3 API (moto's
 server, started by this script).  No ASR runs, so a trial takes seconds, yet the whole
@@ -49,6 +49,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "pipelines") not in sys.path:
+    sys.path.insert(0, str(REPO / "pipelines"))   # the callcoach package of this tree
 
 SAMPLES = REPO / "samples" / "calls"
 SCORE_WORKER = "MapWorker(MapBatches(Score))"
@@ -63,9 +65,9 @@ def build_archive(n_calls: int = 40, seed: int = 0) -> dict[str, bytes]:
     stage stores them, so the re-score rewrites no transcript and computes no features."""
     import dataclasses
 
-    from pipelines.coaching.features import turn_features
-    from pipelines.pii import PiiConfig, redact_transcript
-    from pipelines.transcript import Transcript, Turn, Word
+    from callcoach.coaching.features import turn_features
+    from callcoach.pii import PiiConfig, redact_transcript
+    from callcoach.transcript import Transcript, Turn, Word
 
     rng = random.Random(seed)
     truths = sorted(SAMPLES.glob("*.truth.json"))
@@ -104,7 +106,7 @@ def build_archive(n_calls: int = 40, seed: int = 0) -> dict[str, bytes]:
 
 def changed_ruleset(path: Path) -> Path:
     """The default rule set under a new human version: every call re-scores."""
-    text = (REPO / "pipelines" / "rules" / "default.yaml").read_text()
+    text = (REPO / "pipelines" / "callcoach" / "rules" / "default.yaml").read_text()
     new, n = re.subn(r'^version: "([^"]+)"', r'version: "\1.harness"', text, count=1, flags=re.M)
     assert n == 1, "default.yaml has no version line"
     path.write_text(new)
@@ -308,7 +310,7 @@ class Job:
 
 
 def start(target, workdir: Path, ruleset: Path | None, tag: str) -> Job:
-    cmd = [sys.executable, "-m", "pipelines.cli", "rescore", "--output", target.uri]
+    cmd = [sys.executable, "-m", "callcoach.cli", "rescore", "--output", target.uri]
     if ruleset:
         cmd += ["--ruleset", str(ruleset)]
     env = dict(os.environ, PYTHONUNBUFFERED="1", RAY_DEDUP_LOGS="0", **target.env())

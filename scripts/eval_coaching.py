@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
-from pipelines.transcript import Transcript, Turn  # noqa: E402
+from callcoach.transcript import Transcript, Turn  # noqa: E402
 
 
 def truth_transcript(d: dict) -> Transcript:
@@ -153,14 +155,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--truth", type=Path, default=ROOT.parent / "shared" / "dev-calls")
     ap.add_argument("--transcripts", type=Path, help="directory of transcript JSON files (speech stage output)")
-    ap.add_argument("--rules", type=Path, help="rule file (default: pipelines/rules/default.yaml)")
+    ap.add_argument("--rules", type=Path, help="rule file (default: pipelines/callcoach/rules/default.yaml)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON too")
     ap.add_argument("--reports-out", type=Path, help="write each report as JSON here")
     args = ap.parse_args(argv)
 
-    from pipelines.coaching.rules import default_ruleset, load_ruleset
-    from pipelines.coaching.score import score_batch
-    from pipelines.report import validate_report
+    from callcoach.coaching.rules import default_ruleset, load_ruleset
+    from callcoach.coaching.score import score_batch
+    from callcoach.report import validate_report
 
     rs = load_ruleset(args.rules) if args.rules else default_ruleset()
     truth = load_truth(args.truth)

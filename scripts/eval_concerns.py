@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.join(str(Path(__file__).resolve().parents[1]), "pipelines"))   # the callcoach package of this tree
 
 from scripts import coaching_data as data  # noqa: E402
 
@@ -39,8 +41,8 @@ def auc(pos: list[float], neg: list[float]) -> float:
 def concern_scores(model_dir: Path | None = None, turns: int = 3) -> list[dict]:
     """One row per (labelled concern, form of its call): author, call, form, unanswered,
     score (best answer probability within ``turns`` agent turns), P(concern)."""
-    from pipelines.coaching.acts import load_act_model
-    from pipelines.coaching.features import features_batch
+    from callcoach.coaching.acts import load_act_model
+    from callcoach.coaching.features import features_batch
     from scripts.train_acts import concern_items
     main = load_act_model(model_dir)
     labelled = data.crossfitted_authors(main)

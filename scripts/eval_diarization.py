@@ -63,11 +63,12 @@ warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
 import numpy as np  # noqa: E402
 
-from pipelines.audio import Audio, decode  # noqa: E402
-from pipelines.speech.diarize import EmbeddedDiarizerConfig, make_diarizer  # noqa: E402
+from callcoach.audio import Audio, decode  # noqa: E402
+from callcoach.speech.diarize import EmbeddedDiarizerConfig, make_diarizer  # noqa: E402
 
 HELDOUT = ROOT / "samples" / "heldout"
 SETS = ("tuning", "tuning-extra", "heldout", "dev", "dev8k", "stereo", "samples", "pyannote")

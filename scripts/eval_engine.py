@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import os
 import sys
 import tempfile
 from collections import defaultdict
@@ -31,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
 from scripts import coaching_data as data  # noqa: E402
 
@@ -58,8 +60,8 @@ def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
 
 
 def score_current(trs: list, feats: list | None = None, rules: Path | None = None) -> dict[str, dict]:
-    from pipelines.coaching.rules import load_ruleset
-    from pipelines.coaching.score import score_batch
+    from callcoach.coaching.rules import load_ruleset
+    from callcoach.coaching.score import score_batch
     reps = score_batch(list(zip(trs, feats or [None] * len(trs))),
                        load_ruleset(str(rules)) if rules else None)
     return {r["call_id"]: r for r in reps}
@@ -71,10 +73,15 @@ def cross_fitted(trs: list, truth: dict[str, dict]) -> list:
 
 
 BASELINE_SNIPPET = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
-from pipelines.coaching.score import score_batch
-from pipelines.transcript import Transcript
+import importlib, json, os, sys
+# the package of the checked-out revision: pipelines/callcoach/ since the rename, the
+# top-level folder (named by the old layout) before it
+wt = sys.argv[1]
+nested = os.path.isdir(os.path.join(wt, "pipelines", "callcoach"))
+sys.path.insert(0, os.path.join(wt, "pipelines") if nested else wt)
+pkg = "callcoach" if nested else "pipelines"   # a revision from before the rename
+score_batch = importlib.import_module(pkg + ".coaching.score").score_batch
+Transcript = importlib.import_module(pkg + ".transcript").Transcript
 docs = json.load(open(sys.argv[2]))
 reps = score_batch([(Transcript.from_dict(d), None) for d in docs])
 json.dump({r["call_id"]: r for r in reps}, open(sys.argv[3], "w"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -32,8 +33,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
-from pipelines.transcript import Transcript, Turn  # noqa: E402
+from callcoach.transcript import Transcript, Turn  # noqa: E402
 
 TOLERANCE_S = 300.0
 
@@ -205,7 +207,7 @@ def bench(n: int, trs, feats, reports, cats, rs) -> str:
     import dataclasses
     import time
 
-    from pipelines.insights.detect import call_insights, insights_batch
+    from callcoach.insights.detect import call_insights, insights_batch
     base = [(dataclasses.replace(t, features=f), r) for t, f, r in zip(trs, feats, reports)]
     items = [base[i % len(base)] for i in range(n)]
     call_insights(*items[0], cats, ruleset=rs)
@@ -235,16 +237,16 @@ def main(argv=None) -> int:
     ap.add_argument("--require-trigger", type=float, default=None)
     a = ap.parse_args(argv)
 
-    from pipelines.coaching.rules import default_ruleset, load_ruleset
-    from pipelines.coaching.score import score_batch
-    from pipelines.insights.categories import default_categories, load_categories
-    from pipelines.insights.detect import insights_batch
+    from callcoach.coaching.rules import default_ruleset, load_ruleset
+    from callcoach.coaching.score import score_batch
+    from callcoach.insights.categories import default_categories, load_categories
+    from callcoach.insights.detect import insights_batch
 
     rs = load_ruleset(a.rules) if a.rules else default_ruleset()
     cats = load_categories(a.categories) if a.categories else default_categories()
     docs = load_calls(a.calls)
     trs = [to_transcript(d) for d in docs]
-    from pipelines.coaching.features import features_batch
+    from callcoach.coaching.features import features_batch
     feats = features_batch(trs)
     reports = score_batch(list(zip(trs, feats)), rs)
     results = insights_batch(list(zip(trs, reports, feats)), cats, rs)

@@ -27,13 +27,14 @@ from pathlib import Path
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, os.path.join(str(Path(__file__).resolve().parent.parent), "pipelines"))   # the callcoach package of this tree
 
 import jiwer  # noqa: E402
 from whisper_normalizer.english import EnglishTextNormalizer  # noqa: E402
 
-from pipelines.audio import decode  # noqa: E402
-from pipelines.models import ModelConfig  # noqa: E402
-from pipelines.speech.stage import SpeechConfig, SpeechStage  # noqa: E402
+from callcoach.audio import decode  # noqa: E402
+from callcoach.models import ModelConfig  # noqa: E402
+from callcoach.speech.stage import SpeechConfig, SpeechStage  # noqa: E402
 
 NORMALISE = EnglishTextNormalizer()
 

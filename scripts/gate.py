@@ -2,7 +2,7 @@
 """Run the behaviour tests against a candidate engine before it is scored anywhere else.
 
     .venv/bin/python -m scripts.gate --rules /tmp/cand.yaml              # a re-tuned rule file
-    .venv/bin/python -m scripts.gate --model /tmp/wt/pipelines/coaching/model   # a retrained act model
+    .venv/bin/python -m scripts.gate --model /tmp/wt/pipelines/callcoach/coaching/model   # a retrained act model
     .venv/bin/python -m scripts.gate --rules F --model DIR --tests tests/test_coaching_checks.py
 
 A candidate (a rule file from ``tune_rules --out``, an act model from ``train_acts`` in
@@ -12,7 +12,7 @@ the sample calls' labels.  The validation objective does not see these (on 2026-
 validation winner typed a "third time this month, fed up" caller standard), so a candidate
 that fails one is not a candidate.  The tests run on a copy of this working tree (tracked
 files and new ones git does not ignore, uncommitted edits included) with the candidate in place of
-``pipelines/rules/default.yaml`` and ``pipelines/coaching/model/``; nothing here changes.
+``pipelines/callcoach/rules/default.yaml`` and ``pipelines/callcoach/coaching/model/``; nothing here changes.
 Exit status 0 when every test passes, 1 otherwise; the failing tests are printed.
 """
 from __future__ import annotations
@@ -75,11 +75,14 @@ def gate(rules: Path | None = None, model: Path | None = None,
         dst = Path(tmp) / "repo"
         _copy_tree(dst)
         if rules is not None:
-            shutil.copyfile(rules, dst / "pipelines" / "rules" / "default.yaml")
+            shutil.copyfile(rules, dst / "pipelines" / "callcoach" / "rules" / "default.yaml")
         if model is not None:
             for n in MODEL_FILES:
-                shutil.copyfile(Path(model) / n, dst / "pipelines" / "coaching" / "model" / n)
-        env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
+                shutil.copyfile(Path(model) / n, dst / "pipelines" / "callcoach" / "coaching" / "model" / n)
+        # the copy's own package, for pytest and anything it starts (subprocesses, Ray
+        # workers): the shared .venv's editable install points at this checkout instead
+        env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": os.pathsep.join([str(dst / "pipelines"), str(dst)])}
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf",
                             *tests], cwd=dst, env=env, capture_output=True, text=True)
     lines = r.stdout.strip().splitlines()

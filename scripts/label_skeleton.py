@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
-from pipelines.coaching.features import _segment  # noqa: E402
+from callcoach.coaching.features import _segment  # noqa: E402
 from scripts import coaching_data as data  # noqa: E402
 
 

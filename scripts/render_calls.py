@@ -418,7 +418,7 @@ def encode_lossy(path: Path, pcm: np.ndarray, rate: int, fmt: str, bitrate: int)
 
 
 def decode_file(path: Path, *, raw: bool = False) -> tuple[np.ndarray, int]:
-    """Decode with PyAV to (channels, n) float32 at SR, as pipelines.audio does.  ``raw``
+    """Decode with PyAV to (channels, n) float32 at SR, as callcoach.audio does.  ``raw``
     keeps the encoder priming (FFmpeg's skip_manual), as a decoder ignoring it would."""
     import av
     with av.open(str(path)) as c:

@@ -28,5 +28,5 @@ echo "setup: syncing .venv from uv.lock"
 "$UV" sync --frozen --extra dev --python python3 -q
 
 echo "setup: assembling offline models into ./models"
-.venv/bin/python -m pipelines.models install-offline models
+.venv/bin/python -m callcoach.models install-offline models
 echo "setup: done"

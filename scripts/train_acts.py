@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the act model (pipelines/coaching/model/acts.{npz,json}): one command, fixed seed.
+"""Train the act model (pipelines/callcoach/coaching/model/acts.{npz,json}): one command, fixed seed.
 
     .venv/bin/python -m scripts.train_acts            # train and write the artefact
     .venv/bin/python -m scripts.train_acts --cv-only  # cross-validation report only
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,11 +37,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
-from pipelines.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, EMB_DIM, MODEL_DIR,  # noqa: E402
+from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, EMB_DIM, MODEL_DIR,  # noqa: E402
                                      call_evidence, fit_logistic, fit_softmax, save_act_model,
                                      sentence_inputs)
-from pipelines.coaching.features import embed_with_context, normalise  # noqa: E402
+from callcoach.coaching.features import embed_with_context, normalise  # noqa: E402
 from scripts import coaching_data as data  # noqa: E402
 
 HUMAN_VERSION = "2026.12.1"
@@ -81,7 +83,7 @@ def call_negatives(split: str = "train", authors=None) -> list[dict]:
 
 
 def _sentences(tr) -> list[tuple[str, str]]:
-    from pipelines.coaching.features import _segment
+    from callcoach.coaching.features import _segment
     seg = _segment(tr)
     return [(tr.turns[i].speaker, n) for i, n in zip(seg["turn"], seg["norm"])]
 
@@ -309,8 +311,8 @@ def fit_heads(Xs, Y, K, speakers, l2, rows=None):
 def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool = True):
     """Call-level evidence of every call of a split (of the authors in ``only``), from
     script text and ASR text, and of the insights dev calls (``insights``)."""
-    from pipelines.coaching.acts import call_evidence_names, load_act_model
-    from pipelines.coaching.features import features_batch
+    from callcoach.coaching.acts import call_evidence_names, load_act_model
+    from callcoach.coaching.features import features_batch
     model = load_act_model(model_dir)
     trs, ys, authors, kinds = [], [], [], []
     for author, _p, script in data.call_scripts(split):
@@ -335,7 +337,7 @@ def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool 
                 authors.append("insights-dev")
                 kinds.append(kind)
     feats = features_batch(trs, act_model=model)
-    from pipelines.coaching.acts import opening_sentences
+    from callcoach.coaching.acts import opening_sentences
     E = np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]}, f["n"],
                                 opening_sentences(f["turn"])) for f in feats]) if feats else np.zeros((0, len(call_evidence_names())), np.float32)
     return E, np.array(ys), np.array(authors), np.array(kinds)
@@ -344,7 +346,7 @@ def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool 
 def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
     """Sign-constrained multinomial logistic regression on raw evidence (no standardisation,
     so the signs mean what call_head_bounds says); L2 by leave-one-author-out NLL."""
-    from pipelines.coaching.acts import call_head_bounds
+    from callcoach.coaching.acts import call_head_bounds
     bounds = call_head_bounds()
     mu = np.zeros(E.shape[1], np.float32)
     sd = np.ones(E.shape[1], np.float32)
@@ -421,8 +423,8 @@ def pair_rows(items, model):
     next ANSWER_TURNS turns up to the one that answers it; that one is the positive, those
     before it negatives (those after it are unknown: not rows).  An unanswered concern makes
     every agent sentence of those turns a negative."""
-    from pipelines.coaching.acts import answer_inputs, answer_matrix, answer_pairs
-    from pipelines.coaching.features import sentence_states
+    from callcoach.coaching.acts import answer_inputs, answer_matrix, answer_pairs
+    from callcoach.coaching.features import sentence_states
     X, y = [], []
     answers = []       # (call, ec, es, ps, nc, ns, k) of every true answer
     for (tr, labs), st in zip(items, sentence_states([t for t, _ in items], act_model=model)):
@@ -465,7 +467,7 @@ def answer_corpus_rows(model, directory: Path = ANSWERS_DIR) -> tuple[np.ndarray
     """Answer-head rows from the answer corpus (samples/corpus/answers/*.jsonl: a customer
     concern and replies said right after it, each labelled answers true/false), read by
     ``model``'s sentence head; each reply is placed in the agent's next turn."""
-    from pipelines.coaching.acts import answer_matrix
+    from callcoach.coaching.acts import answer_matrix
     concerns, replies, ys = [], [], []
     for p in sorted(directory.glob("*.jsonl")):
         for line in p.read_text(encoding="utf-8").splitlines():
@@ -545,7 +547,7 @@ def unanswered_rows(items, model, only_labelled: bool = False) -> tuple[np.ndarr
     ``model`` (its sentence and answer heads); true where the sentence is a labelled concern
     left unanswered.  ``only_labelled``: only the labelled concern sentences (the episodes,
     whose other customer sentences are not labelled)."""
-    from pipelines.coaching.features import concern_inputs, features_batch
+    from callcoach.coaching.features import concern_inputs, features_batch
     X, y = [], []
     for (tr, labs), f in zip(items, features_batch([t for t, _ in items], act_model=model)):
         lab = dict(labs)
@@ -643,7 +645,7 @@ def main(argv=None) -> int:
     if args.answer_head_only:
         return _answer_head_only(args, t0)
     if args.call_head_only:
-        import pipelines.coaching.acts as acts_mod
+        import callcoach.coaching.acts as acts_mod
         z = np.load(args.out / "acts.npz")
         doc = json.loads((args.out / "acts.json").read_text())
         W, b, mu, sd = z["W"], z["b"], z["mu"], z["sd"]
@@ -701,14 +703,14 @@ def _call_head(args, W, b, mu, sd, meta, t0, heldout=None) -> int:
     sentence head (W, b) fitted without that author's sentences, to read its calls with."""
     import tempfile
     heldout = heldout or {}
-    n_call = 2 * len(__import__("pipelines.coaching.acts", fromlist=["x"]).CALL_EVIDENCE_ACTS)
+    n_call = 2 * len(__import__("callcoach.coaching.acts", fromlist=["x"]).CALL_EVIDENCE_ACTS)
     blank = {"call_W": np.zeros((n_call, 3)), "call_b": np.zeros(3), "call_mu": np.zeros(n_call),
              "call_sd": np.ones(n_call)}
     arrays = {"W": W, "b": b, "mu": mu, "sd": sd, **blank}
     # the call head is trained on features of the sentence head: write a provisional
     # artefact with an uninformative call head first
     save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
-    from pipelines.coaching.acts import load_act_model
+    from callcoach.coaching.acts import load_act_model
     others = [a for a in data.splits()["train"] if a not in heldout]
     parts = [call_rows("train", args.out, only=set(others))]
     with tempfile.TemporaryDirectory() as tmp:
@@ -740,7 +742,7 @@ def _concern_heads(args, arrays, meta, heldout, t0) -> int:
     not learn from them, and each episode author's episodes by the answer head that did not
     learn from them, so the concern head learns from the answer scores a new call gets."""
     import tempfile
-    from pipelines.coaching.acts import load_act_model
+    from callcoach.coaching.acts import load_act_model
     with_concerns = [a for a in data.splits()["train"] if data.call_concerns(a)]
     eps = {} if args.no_episodes else episode_items_by_author()
     with tempfile.TemporaryDirectory() as tmp:

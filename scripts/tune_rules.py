@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import os
 import sys
 from pathlib import Path
 
@@ -37,9 +38,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
-from pipelines.coaching.rules import DEFAULT_RULES, parse_ruleset  # noqa: E402
-from pipelines.coaching.score import detect, reports  # noqa: E402
+from callcoach.coaching.rules import DEFAULT_RULES, parse_ruleset  # noqa: E402
+from callcoach.coaching.score import detect, reports  # noqa: E402
 from scripts import coaching_data, eval_engine  # noqa: E402
 
 LEAF_RE = re.compile(r"\{model: (\w+), min: ([0-9.]+)\}")

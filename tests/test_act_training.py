@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.coaching.acts import ANSWER_TURNS, answer_pairs, load_act_model
-from pipelines.coaching.features import features_batch
+from callcoach.coaching.acts import ANSWER_TURNS, answer_pairs, load_act_model
+from callcoach.coaching.features import features_batch
 from scripts import coaching_data as data
 from test_acts import _call
 from scripts.train_acts import align_labels
@@ -82,7 +82,7 @@ def test_sentence_labels_match_the_calls_they_label():
 
 
 def test_artefact_names_its_call_labels_and_answer_head():
-    doc = json.loads((data.ROOT / "pipelines" / "coaching" / "model" / "acts.json").read_text())
+    doc = json.loads((data.ROOT / "pipelines" / "callcoach" / "coaching" / "model" / "acts.json").read_text())
     assert doc["call_sentence_labels"]["call_head_cross_fitted"] is True
     # the shipped artefact learned from train authors only; it may lag the train split when
     # a retrain with a newer author did not win on validation (docs/coaching.md, "Choosing
@@ -157,7 +157,7 @@ def test_label_skeleton_rows_are_the_sentences_the_labels_are_checked_against(tm
     ("thanks thats great", set()),
 ])
 def test_question_form_reads_what_a_customer_sentence_asks_for(text, asks):
-    from pipelines.coaching.acts import ASKS, question_form
+    from callcoach.coaching.acts import ASKS, question_form
     assert {q for q, v in zip(ASKS, question_form(text)) if v} == asks
 
 
@@ -170,14 +170,14 @@ def test_question_form_reads_what_a_customer_sentence_asks_for(text, asks):
     ("let me just pull the booking up", set()),
 ])
 def test_reply_form_reads_what_an_agent_sentence_gives(text, gives):
-    from pipelines.coaching.acts import GIVES, reply_form
+    from callcoach.coaching.acts import GIVES, reply_form
     assert {g for g, v in zip(GIVES, reply_form(text)) if v} == gives
 
 
 def test_the_answer_head_sees_each_pairing_of_what_is_asked_and_what_is_given():
     """The form columns of the answer matrix are the two forms and every product of them, in
     the order answer_input_names gives; the shipped head has a weight for each."""
-    from pipelines.coaching.acts import (ACTS, ASKS, EMB_DIM, GIVES, answer_input_names,
+    from callcoach.coaching.acts import (ACTS, ASKS, EMB_DIM, GIVES, answer_input_names,
                                          answer_matrix, question_form, reply_form)
     q, r = "will i pay a fee for the second visit", "no the second visit is free"
     rng = np.random.default_rng(0)

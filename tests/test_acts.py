@@ -9,11 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from pipelines.coaching.acts import (ACT_SPEAKER, ACTS, ActModelError, MODEL_DIR, call_evidence,
+from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, ActModelError, MODEL_DIR, call_evidence,
                                      fit_logistic, load_act_model, opening_sentences, save_act_model,
                                      signals)
-from pipelines.coaching.features import features_batch
-from pipelines.transcript import Transcript, Turn
+from callcoach.coaching.features import features_batch
+from callcoach.transcript import Transcript, Turn
 
 
 def test_shipped_artefact_is_small_checksummed_and_names_its_training():

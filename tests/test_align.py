@@ -1,4 +1,4 @@
-"""Forced alignment of Whisper's words with a wav2vec2 CTC model (pipelines/speech/align.py).
+"""Forced alignment of Whisper's words with a wav2vec2 CTC model (pipelines/callcoach/speech/align.py).
 
 The alignment itself (WhisperX's trellis and backtrack) is checked on emissions built by
 hand, where every character's frames are known, so the word times are known exactly.
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.speech.align import align_words
-from pipelines.transcript import Word
+from callcoach.speech.align import align_words
+from callcoach.transcript import Word
 
 CALL = Path(__file__).resolve().parent.parent / "samples" / "calls" / "sample-02-handoff"
 DICT = {"<pad>": 0, "|": 1, "a": 2, "b": 3, "c": 4, "'": 5}
@@ -90,8 +90,8 @@ def tiny_wav2vec2(tmp_path_factory):
 
 
 def test_aligner_loads_a_model_directory_offline_and_aligns_a_real_clip(tiny_wav2vec2, monkeypatch):
-    from pipelines.audio import decode
-    from pipelines.speech.align import Aligner
+    from callcoach.audio import decode
+    from callcoach.speech.align import Aligner
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     al = Aligner(str(tiny_wav2vec2), device="cpu")
@@ -116,9 +116,9 @@ def test_speech_stage_with_an_alignment_model_aligns_every_word_and_names_the_mo
     """The stage wiring: models.alignment set -> the aligner runs on every clip after
     Whisper, the transcript names its version, and every word stays inside its turn
     (the tiny random model's timings are meaningless; only the wiring is under test)."""
-    from pipelines.audio import decode
-    from pipelines.models import ModelConfig, default_model_root
-    from pipelines.speech.stage import SpeechConfig, SpeechStage
+    from callcoach.audio import decode
+    from callcoach.models import ModelConfig, default_model_root
+    from callcoach.speech.stage import SpeechConfig, SpeechStage
 
     audio = decode(CALL.with_suffix(".wav").read_bytes())
     plain = SpeechStage(SpeechConfig(cpu_threads=2))

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from pipelines.audio import SAMPLE_RATE, decode
-from pipelines.models import ModelConfig
-from pipelines.speech.asr import (GAP_S, REDO_MIN_S, _echoes, MAX_CLIP_S, PROMPT_MAX_CHARS, AsrConfig, Clip, Transcriber,
+from callcoach.audio import SAMPLE_RATE, decode
+from callcoach.models import ModelConfig
+from callcoach.speech.asr import (GAP_S, REDO_MIN_S, _echoes, MAX_CLIP_S, PROMPT_MAX_CHARS, AsrConfig, Clip, Transcriber,
                                   call_prompt, join_spelled, pack)
-from pipelines.transcript import Word
+from callcoach.transcript import Word
 
 CALL = Path(__file__).resolve().parent.parent / "samples" / "calls" / "sample-02-handoff"
 NORM = EnglishTextNormalizer()
@@ -295,7 +295,7 @@ def test_clips_a_window_ended_early_on_are_decoded_again_alone(turns_as_clips, m
 
 
 def test_the_transcript_records_how_it_was_decoded():
-    from pipelines.transcript import Transcript, Turn
+    from callcoach.transcript import Transcript, Turn
 
     turn = Turn("agent", 0.0, 1.0, "hi", (Word("hi", 0.0, 1.0),))
     told = Transcript("c", 1.0, (turn,), decoding={"method": "m", "prompt": "Acme customer service call."})

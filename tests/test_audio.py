@@ -1,4 +1,4 @@
-"""pipelines.audio.decode on real encoded files (soundfile and PyAV encoders, no fixtures on disk).
+"""callcoach.audio.decode on real encoded files (soundfile and PyAV encoders, no fixtures on disk).
 
 Every recording is synthesised here: a two-party "call" whose parties speak in turns with
 syllable-like envelopes, each party on its own tone frequency (and its own channel when
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.audio import SAMPLE_RATE, AudioError, decode
+from callcoach.audio import SAMPLE_RATE, AudioError, decode
 
 LEFT_HZ, RIGHT_HZ = 440.0, 1250.0    # agent / customer tone (both below 4 kHz: fit 8 kHz)
 DURATION_S = 1.5

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from badinputs import SIDECARS, WARNED, corpus
-from pipelines.flow import RunConfig, run
+from callcoach.flow import RunConfig, run
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = "sample-02-handoff"

@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_seeded_archive_is_a_real_archive_the_rescore_path_reads(tmp_path):
-    from pipelines.ledger import load
-    from pipelines.storage import open_store
-    from pipelines.transcript import Transcript
+    from callcoach.ledger import load
+    from callcoach.storage import open_store
+    from callcoach.transcript import Transcript
     from scripts.bench.common import seed_archive
 
     facts = seed_archive(tmp_path / "a", 12, seed=3)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.coaching.rules import default_ruleset
-from pipelines.coaching.score import score_batch
-from pipelines.report import validate_report
+from callcoach.coaching.rules import default_ruleset
+from callcoach.coaching.score import score_batch
+from callcoach.report import validate_report
 from test_coaching_helpers import CALM_TRANSFER, UPSET, check, make_call, risks
 
 

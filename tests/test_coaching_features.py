@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.coaching.features import context_turns, get_encoder, normalise, split_sentences
+from callcoach.coaching.features import context_turns, get_encoder, normalise, split_sentences
 
 
 @pytest.mark.parametrize("text,want", [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.transcript import Transcript, Turn
+from callcoach.transcript import Transcript, Turn
 
 # Openings that make the call type unambiguous without touching the act under test.
 UPSET = [("c", "This is the fourth time I've phoned about this and it's a joke."),

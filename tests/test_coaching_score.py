@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from pipelines.coaching.acts import load_act_model
-from pipelines.coaching.features import FEATURES_VERSION, features_valid, turn_features
-from pipelines.coaching.rules import default_ruleset
-from pipelines.coaching.score import interruptions, score_batch, score_call
-from pipelines.report import validate_report
-from pipelines.transcript import Transcript, Turn
+from callcoach.coaching.acts import load_act_model
+from callcoach.coaching.features import FEATURES_VERSION, features_valid, turn_features
+from callcoach.coaching.rules import default_ruleset
+from callcoach.coaching.score import interruptions, score_batch, score_call
+from callcoach.report import validate_report
+from callcoach.transcript import Transcript, Turn
 from test_coaching_helpers import UPSET, make_call
 
 

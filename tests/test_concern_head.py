@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.coaching import detectors
-from pipelines.coaching.acts import (ACTS, ANSWER_TURNS, load_act_model, save_act_model,
+from callcoach.coaching import detectors
+from callcoach.coaching.acts import (ACTS, ANSWER_TURNS, load_act_model, save_act_model,
                                      unanswered_input_names, unanswered_inputs)
-from pipelines.coaching.features import features_batch, features_valid
-from pipelines.coaching.rules import RuleSetError, default_ruleset, load_ruleset
+from callcoach.coaching.features import features_batch, features_valid
+from callcoach.coaching.rules import RuleSetError, default_ruleset, load_ruleset
 from scripts import coaching_data as data
 from scripts.check_episodes import check
 from scripts.train_acts import _carry, _sentences, concern_head
@@ -114,7 +114,7 @@ def _with_concern_head(tmp_path, w_open: float):
     """The shipped model with a concern head that reads only "open" (P(concern) x (1 - best
     answer)): a test head, so the wiring is tested apart from what training learns."""
     m = load_act_model()
-    z = np.load(data.ROOT / "pipelines" / "coaching" / "model" / "acts.npz")
+    z = np.load(data.ROOT / "pipelines" / "callcoach" / "coaching" / "model" / "acts.npz")
     arrays = {k: z[k] for k in z.files}
     names = unanswered_input_names(m.labels)
     w = np.zeros(len(names), np.float32)
@@ -154,13 +154,13 @@ def test_a_concern_head_of_another_layout_is_refused(tmp_path):
     z = np.load(tmp_path / "m" / "acts.npz")
     arrays = {k: z[k] for k in z.files}
     arrays["un_W"] = arrays["un_W"][:-1]
-    from pipelines.coaching.acts import ActModelError
+    from callcoach.coaching.acts import ActModelError
     with pytest.raises(ActModelError, match="concern head shape"):      # save reads it back
         save_act_model(tmp_path / "bad", human_version="test", labels=model.labels, arrays=arrays, meta={})
 
 
 def _ruleset(tmp_path, extra_acts: str = "", topics_decide: str | None = None):
-    src = (data.ROOT / "pipelines" / "rules" / "default.yaml").read_text()
+    src = (data.ROOT / "pipelines" / "callcoach" / "rules" / "default.yaml").read_text()
     if extra_acts:
         src = src.replace("  concern_answered:\n", extra_acts + "  concern_answered:\n", 1)
     if topics_decide is not None:

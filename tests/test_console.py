@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.logs import NOISY_LINES
+from callcoach.logs import NOISY_LINES
 
 REPO = Path(__file__).resolve().parent.parent
 CALLS = ("sample-02-handoff", "sample-04-handoff-good")
@@ -37,7 +37,7 @@ def console(tmp_path_factory):
         shutil.copy(REPO / "samples/calls" / f"{name}{EXT[name]}", src / f"{name}{EXT[name]}")
         shutil.copy(REPO / "samples/calls" / f"{name}.json", src / f"{name}.json")
     shutil.copy(REPO / "samples/calls/sample-02-handoff.wav", src / ".hidden.wav")
-    cmd = [sys.executable, "-m", "pipelines.cli", "score", "--input", str(src), "--output", str(out),
+    cmd = [sys.executable, "-m", "callcoach.cli", "score", "--input", str(src), "--output", str(out),
            "--debug-log", str(debug)]
     env = dict(os.environ, RAY_ADDRESS="")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

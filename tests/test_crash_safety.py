@@ -98,7 +98,7 @@ def _kill_worker_on_poison():
     import os as _os
     import signal as _signal
 
-    from pipelines.coaching.engine import Engine
+    from callcoach.coaching.engine import Engine
 
     original = Engine.score
 
@@ -116,8 +116,8 @@ def test_a_call_that_kills_its_worker_every_time_becomes_a_failure_row(tmp_path)
     import ray
     import ray.cloudpickle
 
-    from pipelines.flow import RunConfig, run
-    from pipelines.ledger import load
+    from callcoach.flow import RunConfig, run
+    from callcoach.ledger import load
 
     h = _harness()
     out = tmp_path / "out"
@@ -141,11 +141,11 @@ def test_a_call_that_kills_its_worker_every_time_becomes_a_failure_row(tmp_path)
     assert failures["call_id"].to_list() == [POISON] and failures["stage"].to_list() == ["worker"]
     calls = pl.read_delta(str(out / "tables" / "calls"))
     assert sorted(calls["call_id"]) == [f"call-{i:04d}" for i in range(6) if i != 2]
-    ledger, pending, _ = load(__import__("pipelines.storage", fromlist=["LocalStore"]).LocalStore(out))
+    ledger, pending, _ = load(__import__("callcoach.storage", fromlist=["LocalStore"]).LocalStore(out))
     assert ledger[POISON].status == "failed" and ledger[POISON].stage == "worker"
     assert not pending
     # not a deterministic failure: the next run tries the call again
-    from pipelines.flow import DETERMINISTIC_FAILURES
+    from callcoach.flow import DETERMINISTIC_FAILURES
     assert "worker" not in DETERMINISTIC_FAILURES
     assert json.loads((out / "runs" / "latest.json").read_text())["failed"] == 1
 
@@ -158,7 +158,7 @@ def test_decoded_audio_over_the_memory_budget_is_refused_with_a_reason(tmp_path,
     """sample-02 is 35 s of stereo: 4.3 MiB decoded.  1 MiB stops the decoder early (its
     mono bound, 16 s, is passed); 3 MiB lets the decoder finish (49 s mono bound) and the
     stereo result is refused; 8 MiB is enough."""
-    from pipelines.flow import ReadDecode
+    from callcoach.flow import ReadDecode
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "c.wav").write_bytes((SAMPLES / "sample-02-handoff.wav").read_bytes())
@@ -174,7 +174,7 @@ def test_decoded_audio_over_the_memory_budget_is_refused_with_a_reason(tmp_path,
 
 
 def test_memory_budget_and_duration_limit_keep_their_own_reasons(tmp_path):
-    from pipelines.flow import ReadDecode
+    from callcoach.flow import ReadDecode
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "c.wav").write_bytes((SAMPLES / "sample-02-handoff.wav").read_bytes())
@@ -184,7 +184,7 @@ def test_memory_budget_and_duration_limit_keep_their_own_reasons(tmp_path):
 
 
 def test_cli_passes_the_memory_budget_and_retry_defaults():
-    from pipelines.cli import _config, _parser
+    from callcoach.cli import _config, _parser
 
     config = _config(_parser().parse_args(["score", "--input", "in", "--output", "out",
                                            "--max-call-memory", "512"]))
@@ -200,8 +200,8 @@ def test_a_rerun_reads_back_calls_without_a_day(tmp_path):
 
     import polars as pl
 
-    from pipelines.storage import LocalStore
-    from pipelines.tables import CALL_COLUMNS, read_table, write_tables
+    from callcoach.storage import LocalStore
+    from callcoach.tables import CALL_COLUMNS, read_table, write_tables
 
     store = LocalStore(tmp_path / "delta")
     write_tables(store, [{"call_id": "a", "day": None}, {"call_id": "b", "day": "2026-11-01"}], [])
@@ -222,8 +222,8 @@ def test_a_rerun_reads_back_calls_without_a_day(tmp_path):
 def test_a_run_removes_temp_files_left_by_killed_writes(tmp_path):
     """A write killed between creating its temp file and renaming it leaves a hidden
     '.*.tmp' file (never visible to a listing); the next run removes them."""
-    from pipelines.flow import RunConfig, run
-    from pipelines.storage import LocalStore
+    from callcoach.flow import RunConfig, run
+    from callcoach.storage import LocalStore
 
     out = tmp_path / "out"
     for rel in ("tables/calls/day=2026-11-01/.part-00000.parquet.abc123.tmp",

@@ -20,11 +20,11 @@ import pytest
 from test_html_report import _run
 from test_tables import FAILURES, make_reports
 
-from pipelines.contract import CHECKS
-from pipelines.dashboard import write_dashboards
-from pipelines.insights.tables import COMMITMENT_COLUMNS, RECURRING_COLUMNS
-from pipelines.storage import LocalStore
-from pipelines.tables import call_row, calls_frame, failures_frame
+from callcoach.contract import CHECKS
+from callcoach.dashboard import write_dashboards
+from callcoach.insights.tables import COMMITMENT_COLUMNS, RECURRING_COLUMNS
+from callcoach.storage import LocalStore
+from callcoach.tables import call_row, calls_frame, failures_frame
 
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror="document.title=\'pwned\'">'
 RUN_ID = "20261205T120000Z-abc123"

@@ -24,8 +24,8 @@ import pytest
 
 from conftest import use_local_s3
 
-from pipelines.flow import RunConfig, run
-from pipelines.transcript import Transcript, Turn
+from callcoach.flow import RunConfig, run
+from callcoach.transcript import Transcript, Turn
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples" / "calls"
@@ -76,7 +76,7 @@ def env(s3_process_server, tmp_path_factory):
         for call_id, t in _transcripts().items():
             client.put_object(Bucket="delta-out", Key=f"coaching/transcripts/{call_id}.json",
                               Body=t.to_json())
-        rules = (REPO / "pipelines" / "rules" / "default.yaml").read_text()
+        rules = (REPO / "pipelines" / "callcoach" / "rules" / "default.yaml").read_text()
         assert STANDARD_RULE in rules, "the default rules no longer hold the rule this test changes"
         changed = tmp_path_factory.mktemp("rules") / "changed.yaml"
         changed.write_text(rules.replace(STANDARD_RULE, CHANGED_RULE))
@@ -188,8 +188,8 @@ def test_a_writer_behind_the_latest_version_is_refused(env, backfill):
     from deltalake import DeltaTable, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
-    from pipelines.storage import S3Store
-    from pipelines.tables import write_table
+    from callcoach.storage import S3Store
+    from callcoach.tables import write_table
 
     client, endpoint, _ = env
     store, uri = S3Store(OUT), f"{OUT}/tables/race"

@@ -20,8 +20,8 @@ import pytest
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
-from pipelines.audio import SAMPLE_RATE, Audio, decode  # noqa: E402
-from pipelines.speech.diarize import (EmbeddedDiarizer,  # noqa: E402
+from callcoach.audio import SAMPLE_RATE, Audio, decode  # noqa: E402
+from callcoach.speech.diarize import (EmbeddedDiarizer,  # noqa: E402
                                       EmbeddedDiarizerConfig, SpeakerSegment, _otsu_split,
                                       choose_backend, make_diarizer, pitch_track)
 
@@ -323,8 +323,8 @@ def test_speech_stage_passes_two_party(tmp_path, two_voice):
     pyannote pipeline dir holds the untrained checkpoints of test_diarize_pyannote)."""
     from test_diarize_pyannote import build_pipeline_dir
 
-    from pipelines.models import ModelConfig
-    from pipelines.speech.stage import SpeechConfig, SpeechStage
+    from callcoach.models import ModelConfig
+    from callcoach.speech.stage import SpeechConfig, SpeechStage
 
     models = ModelConfig(diarization=str(build_pipeline_dir(
         tmp_path / "pipeline", clustering="AgglomerativeClustering")))

@@ -30,8 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("pyannote.audio")
 
-from pipelines.audio import SAMPLE_RATE, Audio  # noqa: E402
-from pipelines.speech.diarize import make_diarizer  # noqa: E402
+from callcoach.audio import SAMPLE_RATE, Audio  # noqa: E402
+from callcoach.speech.diarize import make_diarizer  # noqa: E402
 
 
 def _save_model(model, path: Path) -> None:

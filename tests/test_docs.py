@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from pipelines.contract import AREAS, CHECKS, RISKS
-from pipelines.tables import CALL_COLUMNS, FAILURE_COLUMNS
+from callcoach.contract import AREAS, CHECKS, RISKS
+from callcoach.tables import CALL_COLUMNS, FAILURE_COLUMNS
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "tables.md").read_text()
 

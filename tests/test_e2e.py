@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from pipelines.cli import EXIT_PARTIAL, main
-from pipelines.contract import CALL_TYPES, CHECKS
-from pipelines.transcript import Transcript
+from callcoach.cli import EXIT_PARTIAL, main
+from callcoach.contract import CALL_TYPES, CHECKS
+from callcoach.transcript import Transcript
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples" / "calls"

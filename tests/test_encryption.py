@@ -55,7 +55,7 @@ def _assert_every_kind_written(objects: dict[str, dict]) -> None:
 def test_sse_s3_applies_to_every_write(s3_bucket, s3_server, monkeypatch):
     import ray
 
-    from pipelines.flow import RunConfig, run
+    from callcoach.flow import RunConfig, run
 
     _seed(s3_bucket, "sse-s3")
     with FaultProxy(s3_server, fraction=0.0) as proxy:        # pass-through: records PUTs
@@ -85,7 +85,7 @@ def test_sse_s3_applies_to_every_write(s3_bucket, s3_server, monkeypatch):
 def test_sse_kms_from_the_cli_applies_to_every_write(s3_bucket):
     key = boto3.client("kms").create_key(Description="callcoach test")["KeyMetadata"]["KeyId"]
     _seed(s3_bucket, "sse-kms")
-    res = subprocess.run([sys.executable, "-m", "pipelines.cli", "rescore", "--quiet",
+    res = subprocess.run([sys.executable, "-m", "callcoach.cli", "rescore", "--quiet",
                           "--output", f"s3://{s3_bucket}/sse-kms", "--sse", "aws:kms",
                           "--sse-kms-key-id", key], cwd=REPO, env=dict(os.environ),
                          capture_output=True, text=True, timeout=600)
@@ -98,7 +98,7 @@ def test_sse_kms_from_the_cli_applies_to_every_write(s3_bucket):
 
 def test_without_sse_flags_objects_are_written_plain(s3_bucket):
     """The check above means something: moto reports no encryption for a plain write."""
-    from pipelines.flow import RunConfig, output_store
+    from callcoach.flow import RunConfig, output_store
 
     store = output_store(RunConfig(input="", output=f"s3://{s3_bucket}/plain"))
     store.write("a.json", b"{}")
@@ -106,7 +106,7 @@ def test_without_sse_flags_objects_are_written_plain(s3_bucket):
 
 
 def test_cli_sse_flags_become_put_arguments():
-    from pipelines.cli import _config, _parser
+    from callcoach.cli import _config, _parser
 
     def sse(*flags):
         return _config(_parser().parse_args(["rescore", "--output", "s3://b/o", *flags])).sse
@@ -128,7 +128,7 @@ def test_cli_sse_flags_become_put_arguments():
     ["--output", "s3://b/o", "--sse", "aws:kms:dsse"],                # not offered
 ])
 def test_misused_sse_flags_are_usage_errors(flags):
-    from pipelines.cli import EXIT_USAGE, main
+    from callcoach.cli import EXIT_USAGE, main
 
     assert main(["rescore", *flags]) == EXIT_USAGE
 
@@ -137,7 +137,7 @@ def test_the_store_carries_its_encryption_into_ray_workers(s3_bucket):
     """Stages get the output Store itself; pickled (as Ray does), it keeps its settings."""
     import pickle
 
-    from pipelines.flow import RunConfig, output_store
+    from callcoach.flow import RunConfig, output_store
 
     store = output_store(RunConfig(input="", output=f"s3://{s3_bucket}/o",
                                    sse={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}))

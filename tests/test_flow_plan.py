@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from pipelines.flow import _disambiguate, call_ids, plan, speech_fingerprint
-from pipelines.ledger import Entry, commit, load, record
-from pipelines.speech.stage import SpeechConfig
-from pipelines.storage import LocalStore
+from callcoach.flow import _disambiguate, call_ids, plan, speech_fingerprint
+from callcoach.ledger import Entry, commit, load, record
+from callcoach.speech.stage import SpeechConfig
+from callcoach.storage import LocalStore
 
 FP = "fp-1"
 RULES = "2026.11.0-aaaaaaaa"
@@ -93,7 +93,7 @@ def test_speech_fingerprint_ignores_speed_settings_but_not_models():
 def test_json_logs_are_one_object_per_line(capsys):
     import logging
 
-    from pipelines.cli import JsonFormatter
+    from callcoach.cli import JsonFormatter
 
     record = logging.LogRecord("callcoach.progress", logging.INFO, __file__, 1, "call done", (), None)
     record.call_id, record.done, record.total = "c1", 3, 10
@@ -111,16 +111,16 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     import dataclasses
     from pathlib import Path
 
-    import pipelines.coaching.features as cf
-    import pipelines.flow as flow
-    from pipelines.transcript import Transcript, Turn
+    import callcoach.coaching.features as cf
+    import callcoach.flow as flow
+    from callcoach.transcript import Transcript, Turn
 
     d = json.loads((Path(__file__).resolve().parent.parent / "samples" / "calls"
                     / "sample-01-escalation.truth.json").read_text())
     tr = Transcript("c1", d["duration_s"],
                     tuple(Turn(t["speaker"], t["start"], t["end"], t["text"]) for t in d["turns"]),
                     models={"asr": "truth", "diarization": "truth"}, metadata=d["metadata"])
-    from pipelines.pii import redact_transcript
+    from callcoach.pii import redact_transcript
 
     tr, _ = redact_transcript(tr)            # stored transcripts are redacted already
     fresh = cf.turn_features(tr)
@@ -128,8 +128,8 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     store = LocalStore(str(tmp_path))
     store.write("transcripts/c1.json", dataclasses.replace(tr, features=stale).to_json())
 
-    import pipelines.coaching.score as cs
-    import pipelines.insights.detect as idet
+    import callcoach.coaching.score as cs
+    import callcoach.insights.detect as idet
 
     encoded = []
     real = cf.features_batch
@@ -165,7 +165,7 @@ def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
     are kept unless this run has a newer outcome for the call."""
     import dataclasses
 
-    import pipelines.flow as flow
+    import callcoach.flow as flow
 
     monkeypatch.setattr(flow._Results, "CHUNK", 2)   # several chunks from a few calls
 

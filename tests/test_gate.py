@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from pipelines.coaching.acts import MODEL_DIR
-from pipelines.coaching.rules import DEFAULT_RULES
+from callcoach.coaching.acts import MODEL_DIR
+from callcoach.coaching.rules import DEFAULT_RULES
 from scripts.gate import MODEL_FILES, gate
 
 FAST = ("tests/test_insights_detect.py",)

@@ -23,9 +23,9 @@ import pytest
 
 from conftest import use_local_s3
 
-from pipelines.flow import _disambiguate, call_ids, list_calls
-from pipelines.ledger import Entry
-from pipelines.storage import LocalStore, S3Store, safe_key
+from callcoach.flow import _disambiguate, call_ids, list_calls
+from callcoach.ledger import Entry
+from callcoach.storage import LocalStore, S3Store, safe_key
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_WAV = (REPO / "samples" / "calls" / "sample-02-handoff.wav").read_bytes()   # 35 s stereo
@@ -129,7 +129,7 @@ def runs(s3_server, tmp_path_factory):
     """The job over a local folder and over an S3 prefix of hostile names, each run twice."""
     import ray
 
-    from pipelines.flow import RunConfig, run
+    from callcoach.flow import RunConfig, run
 
     with pytest.MonkeyPatch.context() as mp:
         use_local_s3(mp, s3_server, tmp_path_factory.mktemp("aws"))

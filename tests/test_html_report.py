@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.coaching.rules import default_ruleset
-from pipelines.coaching.score import score_call
-from pipelines.reports import render_html
-from pipelines.transcript import Transcript, Turn
+from callcoach.coaching.rules import default_ruleset
+from callcoach.coaching.score import score_call
+from callcoach.reports import render_html
+from callcoach.transcript import Transcript, Turn
 
 REPO = Path(__file__).resolve().parent.parent
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror="document.title=\'pwned\'">'

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from pipelines.importers import (TranscriptImportError, detect_format, parse_transcript)
+from callcoach.importers import (TranscriptImportError, detect_format, parse_transcript)
 
 AGENT_LINE = "Thank you for calling Larkspur Energy, how can I help you today?"
 CUSTOMER_LINE = "My meter reading looks wrong on the last bill."
@@ -121,7 +121,7 @@ def test_jsonl_and_csv_turns_with_roles_labels_channels_and_ms():
 
 
 def test_own_transcripts_round_trip_and_drop_stale_features():
-    from pipelines.transcript import Transcript, Turn
+    from callcoach.transcript import Transcript, Turn
     src = Transcript("x", 7.0, (Turn("agent", 0, 3, AGENT_LINE), Turn("customer", 3.5, 7, CUSTOMER_LINE)),
                      models={"asr": "whisper"}, features={"version": "old"})
     tr = parse_transcript("x.json", src.to_json(), call_id="renamed", metadata={"team": "t1"})
@@ -147,7 +147,7 @@ def test_bad_files_say_what_is_wrong(name, data, needle):
 
 
 def test_oversized_file_is_refused_before_parsing(monkeypatch):
-    import pipelines.importers as imp
+    import callcoach.importers as imp
     monkeypatch.setattr(imp, "MAX_BYTES", 100)
     with pytest.raises(TranscriptImportError, match="over the"):
         parse_transcript("big.json", b"{" + b" " * 200 + b"}", call_id="big")

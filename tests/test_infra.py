@@ -102,7 +102,7 @@ def _walk(node):
 
 
 def _parser():
-    from pipelines.cli import _parser as parser
+    from callcoach.cli import _parser as parser
 
     return parser()
 
@@ -111,7 +111,7 @@ def _parse(argv: list[str]):
     try:
         return _parser().parse_args(argv)
     except SystemExit as exc:  # argparse prints the reason to stderr
-        pytest.fail(f"`callcoach {' '.join(argv)}` is rejected by pipelines.cli._parser() "
+        pytest.fail(f"`callcoach {' '.join(argv)}` is rejected by callcoach.cli._parser() "
                     f"(exit {exc.code}); see the captured stderr")
 
 
@@ -371,14 +371,14 @@ def test_backfill_entrypoint_shape_and_ruleset_mount():
     assert ruleset == nightly.ruleset
     # the console script exists
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts.get("callcoach") == "pipelines.cli:main"
+    assert scripts.get("callcoach") == "callcoach.cli:main"
     _assert_ruleset_mounted_everywhere("rayjob-backfill.yaml", ruleset)
     assert "create configmap callcoach-ruleset --from-file=ruleset.yaml=" in _readme()
 
 
 def test_backfill_entrypoint_parses_once_rescore_exists():
     if "rescore" not in _subcommands():
-        pytest.skip("pipelines.cli has no `rescore` subcommand yet; the shape is checked above")
+        pytest.skip("callcoach.cli has no `rescore` subcommand yet; the shape is checked above")
     args = _parse(_backfill_argv()[1:])
     assert args.command == "rescore"
     assert not args.force
@@ -550,7 +550,7 @@ BUCKET_ARN = re.compile(r"^arn:aws:s3:::\$\{([A-Z]+)_BUCKET\}$")
 def _deletable_prefixes() -> tuple[str, ...]:
     """Where the job deletes, taken from the code: the ledger's staging entries and the
     files of rebuilt tables (stale partitions).  Nothing else may be deletable."""
-    from pipelines import flow, ledger
+    from callcoach import flow, ledger
 
     return (ledger.ENTRIES.strip("/") + "/", flow.TABLES.strip("/") + "/")
 
@@ -621,9 +621,9 @@ def test_iam_inputs_and_models_are_read_only_and_output_is_writable():
 
 def test_only_ledger_and_tables_code_deletes():
     # If another module starts deleting, the IAM policy (and this test) must be revisited.
-    callers = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pipelines").rglob("*.py")
+    callers = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pipelines" / "callcoach").rglob("*.py")
                      if re.search(r"\.delete\(", p.read_text()))
-    assert callers == ["pipelines/ledger.py", "pipelines/tables.py"], callers
+    assert callers == ["pipelines/callcoach/ledger.py", "pipelines/callcoach/tables.py"], callers
 
 
 def test_unconditioned_list_is_still_needed():
@@ -631,7 +631,7 @@ def test_unconditioned_list_is_still_needed():
     # s3:ListBucket.  If exists() moves to ListObjectsV2, restore the prefix conditions.
     import inspect
 
-    from pipelines.storage import S3Store
+    from callcoach.storage import S3Store
 
     src = inspect.getsource(S3Store.exists)
     assert "head_object" in src and "head_bucket" in src, (
@@ -688,7 +688,7 @@ def test_every_placeholder_is_documented_and_rendered():
 
 def test_readme_covers_the_runbook():
     readme = _readme()
-    for needle in ("python -m pipelines.models install-offline", "write_manifest", "checksums.sha256",
+    for needle in ("python -m callcoach.models install-offline", "write_manifest", "checksums.sha256",
                    "aws s3 sync", "ray job submit --working-dir . -- python jobs/score_calls.py",
                    "kubectl -n callcoach create job --from=cronjob/callcoach-nightly",
                    "docker build -f infra/Dockerfile", "callcoach rescore --output URI --ruleset FILE",

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from pipelines.coaching.rules import default_ruleset
-from pipelines.insights.categories import (DEFAULT_CATEGORIES, TRIGGER_NAMES, CategoriesError,
+from callcoach.coaching.rules import default_ruleset
+from callcoach.insights.categories import (DEFAULT_CATEGORIES, TRIGGER_NAMES, CategoriesError,
                                            default_categories, load_categories, parse_categories)
 
 BASE = DEFAULT_CATEGORIES.read_text()

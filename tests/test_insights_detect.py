@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from pipelines.coaching.rules import default_ruleset
-from pipelines.coaching.score import score_batch, score_call
-from pipelines.insights.categories import default_categories
-from pipelines.insights.detect import call_insights, insights_batch
+from callcoach.coaching.rules import default_ruleset
+from callcoach.coaching.score import score_batch, score_call
+from callcoach.insights.categories import default_categories
+from callcoach.insights.detect import call_insights, insights_batch
 from test_insights_helpers import featured, scripted_call
 
 START = "2025-03-04T09:30:00+00:00"      # a Tuesday
@@ -261,7 +261,7 @@ def test_no_start_time_leaves_commitments_unresolved(rs, cats):
 
 
 def test_team_restricted_category(rs, tmp_path):
-    from pipelines.insights.categories import DEFAULT_CATEGORIES, load_categories
+    from callcoach.insights.categories import DEFAULT_CATEGORIES, load_categories
     text = DEFAULT_CATEGORIES.read_text().replace(
         "categories:\n  outage:",
         "categories:\n  roaming:\n    label: Roaming charges abroad\n    teams: [travel]\n    cues:\n"

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipelines.coaching.features import normalise
-from pipelines.insights.due import call_clock, resolve
+from callcoach.coaching.features import normalise
+from callcoach.insights.due import call_clock, resolve
 
 BST = timezone(timedelta(hours=1))
 NOW = datetime(2025, 3, 4, 9, 30, tzinfo=BST)          # Tuesday 09:30 +01:00

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipelines.coaching.features import features_batch
-from pipelines.transcript import Transcript, Turn
+from callcoach.coaching.features import features_batch
+from callcoach.transcript import Transcript, Turn
 
 
 def scripted_call(call_id: str, lines, started_at: str | None, customer_id: str | None = None,

@@ -11,15 +11,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.coaching.rules import default_ruleset
-from pipelines.coaching.score import score_batch
-from pipelines.insights.categories import default_categories
-from pipelines.insights.detect import insights_batch
-from pipelines.insights.tables import (COMMITMENT_AGENT_COLUMNS, COMMITMENT_COLUMNS, INSIGHT_COLUMNS,
+from callcoach.coaching.rules import default_ruleset
+from callcoach.coaching.score import score_batch
+from callcoach.insights.categories import default_categories
+from callcoach.insights.detect import insights_batch
+from callcoach.insights.tables import (COMMITMENT_AGENT_COLUMNS, COMMITMENT_COLUMNS, INSIGHT_COLUMNS,
                                        RECOGNITION_COLUMNS, RECURRING_COLUMNS, TABLES, build_tables,
                                        commitments, commitments_by_agent, insight_row, insights_frame,
                                        recognition, recurring_issues)
-from pipelines.tables import call_row, calls_frame
+from callcoach.tables import call_row, calls_frame
 from test_insights_helpers import featured, scripted_call, series_calls
 
 UTC = timezone.utc
@@ -223,8 +223,8 @@ def test_empty_inputs_keep_their_schemas():
 def test_rows_survive_json_and_tables_round_trip_delta(series, tmp_path):
     """insight_row is JSON-safe (it travels in ledger entries like call rows), and every
     table is written and read back as a Delta table partitioned by day."""
-    from pipelines.storage import LocalStore
-    from pipelines.tables import read_table, write_table
+    from callcoach.storage import LocalStore
+    from callcoach.tables import read_table, write_table
 
     back = insights_frame(json.loads(json.dumps(series["rows"])))
     assert_frame_equal(back, series["insights"])

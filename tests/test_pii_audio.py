@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.audio import decode
-from pipelines.pii import CARD_NUMBER, EMAIL, PHONE, redact_transcript
+from callcoach.audio import decode
+from callcoach.pii import CARD_NUMBER, EMAIL, PHONE, redact_transcript
 
 ROOT = Path(__file__).resolve().parents[1]
 RENDER = ROOT / "scripts" / "render_calls.py"
@@ -67,7 +67,7 @@ DIGIT_WORDS = re.compile(r"\b(?:zero|oh|one|two|three|four|five|six|seven|eight|
 
 @pytest.fixture(scope="module")
 def transcript(tmp_path_factory):
-    from pipelines.speech.stage import SpeechConfig, SpeechStage
+    from callcoach.speech.stage import SpeechConfig, SpeechStage
 
     tmp = tmp_path_factory.mktemp("pii-audio")
     (tmp / "scripts").mkdir()

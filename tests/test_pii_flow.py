@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.flow import RunConfig, run
-from pipelines.pii import PiiConfig
-from pipelines.transcript import Transcript, Turn
+from callcoach.flow import RunConfig, run
+from callcoach.pii import PiiConfig
+from callcoach.transcript import Transcript, Turn
 
 REPO = Path(__file__).resolve().parent.parent
 CARD = "4539 1488 0343 6467"          # Luhn-valid test number

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.audio import decode
+from callcoach.audio import decode
 
 ROOT = Path(__file__).resolve().parents[1]
 RENDER = ROOT / "scripts" / "render_calls.py"

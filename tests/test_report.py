@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from pipelines.report import REPORT_SCHEMA_VERSION, ReportError, report_errors, validate_report
+from callcoach.report import REPORT_SCHEMA_VERSION, ReportError, report_errors, validate_report
 
 GOOD = {
     "call_id": "c1", "schema_version": REPORT_SCHEMA_VERSION, "ruleset_version": "2026.11.0-abcd1234",

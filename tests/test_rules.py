@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.coaching.rules import DEFAULT_RULES, RuleSetError, default_ruleset, load_ruleset
-from pipelines.report import CHECKS_BY_CALL_TYPE, RISKS
+from callcoach.coaching.rules import DEFAULT_RULES, RuleSetError, default_ruleset, load_ruleset
+from callcoach.report import CHECKS_BY_CALL_TYPE, RISKS
 
 
 def test_default_version_names_human_version_and_hash():

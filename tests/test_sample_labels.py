@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.coaching.score import score_batch
-from pipelines.transcript import Transcript, Turn
+from callcoach.coaching.score import score_batch
+from callcoach.transcript import Transcript, Turn
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 NAMES = sorted(p.stem for p in (SAMPLES / "scripts").glob("*.yaml"))

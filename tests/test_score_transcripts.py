@@ -9,8 +9,8 @@ import json
 import polars as pl
 import pytest
 
-from pipelines.cli import EXIT_OK, EXIT_PARTIAL, main
-from pipelines.report import validate_report
+from callcoach.cli import EXIT_OK, EXIT_PARTIAL, main
+from callcoach.report import validate_report
 
 pytestmark = pytest.mark.slow
 

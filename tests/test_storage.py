@@ -1,4 +1,4 @@
-"""pipelines.storage: LocalStore on tmp dirs, S3Store against a real local S3 API (moto server)."""
+"""callcoach.storage: LocalStore on tmp dirs, S3Store against a real local S3 API (moto server)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pipelines import storage
-from pipelines.storage import LocalStore, ObjectInfo, S3Store, StorageError, open_store, safe_key
+from callcoach import storage
+from callcoach.storage import LocalStore, ObjectInfo, S3Store, StorageError, open_store, safe_key
 
 # A tree whose lexicographic key order differs from a directory walk's order
 # ('-' < '.' < '/' in ASCII), plus hidden files/dirs that must never be listed.

@@ -37,7 +37,7 @@ def proxy(s3_bucket, s3_server, monkeypatch):
 # -- the client's retry policy, observed through the proxy -------------------------------
 
 def test_transient_faults_are_retried_until_the_request_succeeds(proxy, s3_bucket):
-    from pipelines.storage import S3Store
+    from callcoach.storage import S3Store
 
     store = S3Store(f"s3://{s3_bucket}/out")
     proxy.script("PUT", ["slowdown", "lost", "internal"])
@@ -61,7 +61,7 @@ def test_transient_faults_are_retried_until_the_request_succeeds(proxy, s3_bucke
 def test_non_retryable_answers_fail_at_once(proxy, s3_bucket):
     from botocore.exceptions import ClientError
 
-    from pipelines.storage import S3Store, StorageError
+    from callcoach.storage import S3Store, StorageError
 
     store = S3Store(f"s3://{s3_bucket}/out")
     store.write("a.json", b"1")
@@ -82,7 +82,7 @@ def test_non_retryable_answers_fail_at_once(proxy, s3_bucket):
 def test_a_job_through_a_store_failing_15_percent_of_requests_loses_nothing(proxy, s3_bucket):
     import ray
 
-    from pipelines.flow import RunConfig, run
+    from callcoach.flow import RunConfig, run
 
     h = crash_harness()
     archive = h.build_archive(12, seed=5)
@@ -113,7 +113,7 @@ def test_a_job_through_a_store_failing_15_percent_of_requests_loses_nothing(prox
 # -- fatal configuration faults stop the CLI early ----------------------------------------
 
 def _cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "callcoach.cli", *args], cwd=REPO,
                           env=dict(os.environ, **(env or {})), capture_output=True, text=True,
                           timeout=300)
 
@@ -124,7 +124,7 @@ def _keys(bucket: str, prefix: str = "") -> list[str]:
 
 
 def test_a_missing_output_bucket_stops_the_cli_before_any_work(s3_bucket):
-    from pipelines.cli import EXIT_FATAL
+    from callcoach.cli import EXIT_FATAL
 
     res = _cli("rescore", "--output", "s3://no-such-bucket-callcoach/out", "--quiet")
     assert res.returncode == EXIT_FATAL
@@ -133,7 +133,7 @@ def test_a_missing_output_bucket_stops_the_cli_before_any_work(s3_bucket):
 
 
 def test_a_missing_input_bucket_stops_the_cli_before_anything_is_written(s3_bucket):
-    from pipelines.cli import EXIT_FATAL
+    from callcoach.cli import EXIT_FATAL
 
     res = _cli("score", "--input", "s3://no-such-input-callcoach/calls",
                "--output", f"s3://{s3_bucket}/out", "--quiet")
@@ -143,7 +143,7 @@ def test_a_missing_input_bucket_stops_the_cli_before_anything_is_written(s3_buck
 
 
 def test_an_unreachable_endpoint_stops_the_cli_with_a_clear_message(s3_bucket):
-    from pipelines.cli import EXIT_FATAL
+    from callcoach.cli import EXIT_FATAL
 
     with socket.socket() as s:               # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -156,7 +156,7 @@ def test_an_unreachable_endpoint_stops_the_cli_with_a_clear_message(s3_bucket):
 
 
 def test_a_missing_local_input_folder_is_fatal_too(tmp_path):
-    from pipelines.cli import EXIT_FATAL
+    from callcoach.cli import EXIT_FATAL
 
     res = _cli("score", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "out"),
                "--quiet")
@@ -166,7 +166,7 @@ def test_a_missing_local_input_folder_is_fatal_too(tmp_path):
 def test_refused_credentials_stop_the_cli_before_any_work(proxy, s3_bucket):
     """moto accepts any credentials, so the proxy answers the preflight's HeadBucket with
     the 403 that S3 gives a caller whose credentials or policy are refused."""
-    from pipelines.cli import EXIT_FATAL
+    from callcoach.cli import EXIT_FATAL
 
     proxy.script("HEAD", ["denied"])
     res = _cli("rescore", "--output", f"s3://{s3_bucket}/out", "--quiet")

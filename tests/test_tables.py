@@ -1,4 +1,4 @@
-"""pipelines.tables: per-call rows, contract aggregates and the Parquet tables, with figures
+"""callcoach.tables: per-call rows, contract aggregates and the Parquet tables, with figures
 computed by hand from six reports written here (two days, two teams, three agents)."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from pipelines.contract import AREAS, CHECKS, ESCALATION_CHECKS, HANDOFF_CHECKS, RISKS
-from pipelines.storage import LocalStore
-from pipelines.tables import (AGGREGATES, CALL_COLUMNS, FAILURE_COLUMNS, aggregate, call_day,
+from callcoach.contract import AREAS, CHECKS, ESCALATION_CHECKS, HANDOFF_CHECKS, RISKS
+from callcoach.storage import LocalStore
+from callcoach.tables import (AGGREGATES, CALL_COLUMNS, FAILURE_COLUMNS, aggregate, call_day,
                               call_row, calls_frame, history, read_table, write_table,
                               write_tables)
-from pipelines.transcript import Transcript
+from callcoach.transcript import Transcript
 
 D1, D2 = date(2024, 3, 4), date(2024, 3, 5)
 

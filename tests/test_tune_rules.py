@@ -140,7 +140,7 @@ def test_a_baseline_checkout_is_keyed_by_the_commit_a_revision_names_now():
 
 def test_candidate_rule_files_score_the_same_calls_each_under_its_own_rules(tmp_path):
     from test_acts import _call
-    src = (eval_engine.ROOT / "pipelines" / "rules" / "default.yaml").read_text()
+    src = (eval_engine.ROOT / "pipelines" / "callcoach" / "rules" / "default.yaml").read_text()
     strict = tmp_path / "strict.yaml"
     # a rule set that never lets a call leave the default type
     from scripts.tune_rules import _set_conf
@@ -162,7 +162,7 @@ def test_out_writes_the_tuned_candidate_and_leaves_the_rule_file_alone(tmp_path,
     """`--out F` writes the tuned file to F (a candidate for `eval_engine --rules`) and never
     touches the rule file it started from.  The train calls are replaced by a scorer that
     prefers one threshold (what is under test is where the result goes, not the search)."""
-    from pipelines.coaching.rules import DEFAULT_RULES
+    from callcoach.coaching.rules import DEFAULT_RULES
     from scripts import tune_rules
 
     text = DEFAULT_RULES.read_text()
@@ -194,7 +194,7 @@ def test_only_moves_the_named_thresholds_and_holds_every_other(tmp_path, monkeyp
     """`--only ACT` lets the tuner move the thresholds of that act alone: a scorer that
     rewards moving every leaf and both call-type confidences gets exactly the named act's
     leaves moved, and with "classify" named, the confidences too."""
-    from pipelines.coaching.rules import DEFAULT_RULES
+    from callcoach.coaching.rules import DEFAULT_RULES
     from scripts import tune_rules
 
     text = DEFAULT_RULES.read_text()
@@ -232,7 +232,7 @@ def test_write_refuses_a_tuned_file_that_fails_the_behaviour_tests(tmp_path, mon
     """`--write` never overwrites the rule file with tuned thresholds that fail the gate; with
     `--out` the candidate is written and the exit status says it failed.  (The gate's verdict
     is the injected fault here; tests/test_gate.py runs the real one.)"""
-    from pipelines.coaching.rules import DEFAULT_RULES
+    from callcoach.coaching.rules import DEFAULT_RULES
     from scripts import gate as gate_mod
     from scripts import tune_rules
 

@@ -30,7 +30,7 @@ def main() -> int:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    from pipelines import flow
+    from callcoach import flow
     import ray  # noqa: F401
     import_s = time.perf_counter() - t0
 

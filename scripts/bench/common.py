@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent / "out"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "pipelines") not in sys.path:
+    sys.path.insert(0, str(ROOT / "pipelines"))   # the callcoach package of this tree
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -397,7 +399,7 @@ def _pool():
 def _with_words(tr, rng: random.Random):
     """Give each turn word timings (real transcripts carry them: they are most of the
     JSON a rescore reads)."""
-    from pipelines.transcript import Turn, Word
+    from callcoach.transcript import Turn, Word
 
     turns = []
     for t in tr.turns:
@@ -414,13 +416,13 @@ def seed_archive(folder: Path, n: int, seed: int = 11, ruleset_version: str = "o
     """Write ``n`` stored transcripts (as the speech stage writes them: redacted, with word
     timings, features and source info) and a ledger that names an older rule set, so
     ``run(..., rescore_only=True)`` re-scores all of them.  Returns facts about the archive."""
-    from pipelines import ledger as ledger_mod
-    from pipelines.coaching.features import features_batch, features_valid
-    from pipelines.flow import speech_fingerprint
-    from pipelines.ledger import Entry
-    from pipelines.pii import PiiConfig, redact_transcript
-    from pipelines.speech.stage import SpeechConfig
-    from pipelines.storage import open_store
+    from callcoach import ledger as ledger_mod
+    from callcoach.coaching.features import features_batch, features_valid
+    from callcoach.flow import speech_fingerprint
+    from callcoach.ledger import Entry
+    from callcoach.pii import PiiConfig, redact_transcript
+    from callcoach.speech.stage import SpeechConfig
+    from callcoach.storage import open_store
     from scripts.bench_rescore import synth_call
 
     t0 = time.perf_counter()
@@ -484,7 +486,7 @@ def archive_copy(n: int, dest: Path, seed: int = 11) -> dict:
     import hashlib
     import shutil
 
-    from pipelines.coaching.features import FEATURES_VERSION
+    from callcoach.coaching.features import FEATURES_VERSION
 
     fv = hashlib.sha256(FEATURES_VERSION.encode()).hexdigest()[:8]
     src = CACHE / f"archive-{n}-s{seed}-f{fv}"

@@ -13,7 +13,7 @@
 What it does
   * Builds an input folder from --input / --files (plus sidecars), each file copied
     --repeat times under distinct names, so the run is long enough to reach steady state.
-  * Runs the real flow, ``pipelines.flow.run`` (read + decode -> N speech actors sharing
+  * Runs the real flow, ``callcoach.flow.run`` (read + decode -> N speech actors sharing
     the GPU (``gpus_per_actor = 1/N``) -> score -> writes -> tables), in this process.
   * Samples GPU utilisation and memory every 500 ms with ``nvidia-smi --query-gpu=
     utilization.gpu,memory.used --format=csv -lms 500`` (pynvml if nvidia-smi is absent).
@@ -211,9 +211,9 @@ def main(argv=None) -> int:
 
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pipelines import flow
-    from pipelines.models import ModelConfig
-    from pipelines.speech.stage import SpeechConfig
+    from callcoach import flow
+    from callcoach.models import ModelConfig
+    from callcoach.speech.stage import SpeechConfig
 
     diar = None if args.diarization_model in (None, "", "none") else args.diarization_model
     mc = ModelConfig(root=args.models, asr=args.asr_model, diarization=diar)

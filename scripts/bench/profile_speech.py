@@ -37,7 +37,7 @@ from scripts.bench.speech_cpu import default_files, sidecar_for, truth_for, wer
 
 def clips_of(stage, audio):
     """Diarize and cut clips exactly as SpeechStage.__call__ does."""
-    from pipelines.speech.stage import cut_clips, merge_regions
+    from callcoach.speech.stage import cut_clips, merge_regions
 
     backend = stage.backend_for(audio)
     diarizer = stage.diarizer(backend)
@@ -60,7 +60,7 @@ def transcribe_with(transcriber, clips, groups=None, **config):
 
 def transcribe_no_words(transcriber, clips):
     """Per-clip windows (as ``per-clip``) without word timestamps: what word timings cost."""
-    from pipelines.speech.asr import pack
+    from callcoach.speech.asr import pack
 
     buffer, _, windows = pack(clips, 0)
     cfg = transcriber.config
@@ -97,9 +97,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(T)
     import whisperx
 
-    from pipelines.audio import decode
-    from pipelines.speech.asr import pack
-    from pipelines.speech.stage import SpeechConfig, SpeechStage
+    from callcoach.audio import decode
+    from callcoach.speech.asr import pack
+    from callcoach.speech.stage import SpeechConfig, SpeechStage
 
     stage = SpeechStage(SpeechConfig(device="cpu", compute_type="int8", cpu_threads=T))
     wx = whisperx.load_model(str(Path(stage.transcriber.config.model_dir)), device="cpu",

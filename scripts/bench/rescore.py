@@ -48,9 +48,9 @@ def _score_child(n: int, batch: int) -> None:
     import random
     import resource
 
-    from pipelines.coaching.rules import default_ruleset
-    from pipelines.coaching.score import score_batch
-    from pipelines.report import validate_report
+    from callcoach.coaching.rules import default_ruleset
+    from callcoach.coaching.score import score_batch
+    from callcoach.report import validate_report
     import scripts.bench_rescore as br
 
     rs = default_ruleset()
@@ -101,18 +101,18 @@ def breakdown(n: int) -> dict:
     """Time each step of ReadTranscript + Score, in-process, on n stored transcripts."""
     import dataclasses
 
-    import pipelines.coaching.score as score_mod
-    import pipelines.insights.detect as detect_mod
-    import pipelines.insights.tables as itables_mod
-    import pipelines.ledger as ledger_mod
-    import pipelines.reports as reports_mod
-    import pipelines.tables as tables_mod
-    from pipelines import flow
-    from pipelines.coaching.rules import default_ruleset
-    from pipelines.pii import PiiConfig
-    from pipelines.speech.stage import SpeechConfig
-    from pipelines.storage import open_store
-    from pipelines.transcript import Transcript
+    import callcoach.coaching.score as score_mod
+    import callcoach.insights.detect as detect_mod
+    import callcoach.insights.tables as itables_mod
+    import callcoach.ledger as ledger_mod
+    import callcoach.reports as reports_mod
+    import callcoach.tables as tables_mod
+    from callcoach import flow
+    from callcoach.coaching.rules import default_ruleset
+    from callcoach.pii import PiiConfig
+    from callcoach.speech.stage import SpeechConfig
+    from callcoach.storage import open_store
+    from callcoach.transcript import Transcript
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-breakdown-"))
     facts = archive_copy(1000, tmp / "a")
@@ -202,8 +202,8 @@ def breakdown(n: int) -> dict:
         import io
         import pstats
 
-        from pipelines.insights.categories import default_categories
-        from pipelines.insights.detect import call_insights
+        from callcoach.insights.categories import default_categories
+        from callcoach.insights.detect import call_insights
 
         cats = default_categories()
         prof = cProfile.Profile()

@@ -6,7 +6,7 @@ type, same thread count.
     .venv/bin/python -m scripts.bench.speech_cpu [--files F ...] [--repeats 1] [--cli]
 
 Method
-  * Every file is decoded once with ``pipelines.audio.decode`` (16 kHz float32); decode
+  * Every file is decoded once with ``callcoach.audio.decode`` (16 kHz float32); decode
     time is reported but timed for neither pipeline.  WhisperX gets the mono mix
     (``Audio.mono()``), which is what ``whisperx.load_audio`` would give it.
   * Both pipelines are loaded once before timing (load times reported separately) and
@@ -97,11 +97,11 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(T)
-    from pipelines.audio import decode
-    from pipelines.coaching.features import get_encoder, turn_features
-    from pipelines.models import ModelConfig
-    from pipelines.pii import PiiConfig, redact_transcript
-    from pipelines.speech.stage import SpeechConfig, SpeechStage
+    from callcoach.audio import decode
+    from callcoach.coaching.features import get_encoder, turn_features
+    from callcoach.models import ModelConfig
+    from callcoach.pii import PiiConfig, redact_transcript
+    from callcoach.speech.stage import SpeechConfig, SpeechStage
 
     # -- decode (not timed for either side) ----------------------------------------------
     audios = []
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(T)
 
     # -- warm-up (excluded) ----------------------------------------------------------------
-    from pipelines.audio import Audio
+    from callcoach.audio import Audio
 
     warm = {}
     seen = set()

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--output", required=True, help="folder or s3:// prefix for results")
     s.add_argument("--ruleset", default=None, help="rule-set YAML (default: the built-in rules)")
     s.add_argument("--categories", default=None,
-                   help="issue-categories YAML (default: pipelines/rules/categories.yaml)")
+                   help="issue-categories YAML (default: pipelines/callcoach/rules/categories.yaml)")
     s.add_argument("--as-of", default=None,
                    help="'now' for open/broken commitments, ISO 8601 (default: latest call)")
     s.add_argument("--models", default=None,
@@ -197,7 +197,7 @@ class JsonFormatter(logging.Formatter):
 
 def _setup_logging(args) -> str | None:
     """Console: the job's own lines (and anyone's errors); everything else, third-party
-    warnings included, goes to the debug log (pipelines/logs.py).  Returns its path."""
+    warnings included, goes to the debug log (pipelines/callcoach/logs.py).  Returns its path."""
     from . import logs
 
     if getattr(args, "log_format", "text") == "json":

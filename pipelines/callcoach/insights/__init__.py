@@ -1,6 +1,6 @@
 """Escalation insights across calls (docs/insights.md).
 
-    categories.py  the categories file (pipelines/rules/categories.yaml): issue categories,
+    categories.py  the categories file (pipelines/callcoach/rules/categories.yaml): issue categories,
                    escalation triggers, ticket and commitment patterns; versioned
                    "<version>-<sha8>", validated fail-fast
     due.py         due datetimes of a commitment sentence ("by four tomorrow" -> ISO-8601)
@@ -10,7 +10,7 @@
                    commitments_by_agent, recognition (pure polars, fixed schemas)
 
 Public API:
-    from pipelines.insights.categories import load_categories, default_categories
-    from pipelines.insights.detect import call_insights, insights_batch
-    from pipelines.insights.tables import insight_row, insights_frame, build_tables
+    from callcoach.insights.categories import load_categories, default_categories
+    from callcoach.insights.detect import call_insights, insights_batch
+    from callcoach.insights.tables import insight_row, insights_frame, build_tables
 """

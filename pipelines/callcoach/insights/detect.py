@@ -5,7 +5,7 @@ reads the same sentences the scorer reads (the transcript's stored coaching feat
 sentence spans, normalised text, act-bank similarities; computed when absent or stale),
 evaluates the scoring rule set's acts that the categories file refers to
 (``specific_commitment``, ``transfer``, ``ask_manager``, ...) with the scorer's own
-condition compiler (``pipelines.coaching.detectors``), then the category, trigger and
+condition compiler (``callcoach.coaching.detectors``), then the category, trigger and
 commitment conditions of the categories file, all in one columnar polars pass per batch.
 No clock, no randomness: the same transcript, report, rule set and categories give the
 same dict.

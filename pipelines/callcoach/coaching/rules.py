@@ -1,4 +1,4 @@
-"""Versioned rule sets: YAML under ``pipelines/rules/``, validated fail-fast.
+"""Versioned rule sets: YAML under ``pipelines/callcoach/rules/``, validated fail-fast.
 
 A rule set names the acts to detect (the act model's probability for an act, regexes over
 normalised text for what is exact, echo, composition), the concerns, the call types with their expected talk

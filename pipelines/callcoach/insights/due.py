@@ -1,6 +1,6 @@
 """Resolve the time expressions of a commitment sentence to due datetimes.
 
-Input is a sentence already normalised by ``pipelines.coaching.features.normalise`` (lower
+Input is a sentence already normalised by ``callcoach.coaching.features.normalise`` (lower
 case, spoken numbers as digits: "four pm" -> "4 pm", "ten a.m." -> "10 am"), which has
 already been found to carry a specific time by the rule set's ``specific_commitment`` act
 (or the bare-day branch of the insights file).  The coaching engine only *detects* that a

@@ -1,6 +1,6 @@
 """Issue categories, escalation triggers, ticket and commitment patterns: versioned data.
 
-``pipelines/rules/categories.yaml`` (format in docs/insights.md) is loaded and validated
+``pipelines/callcoach/rules/categories.yaml`` (format in docs/insights.md) is loaded and validated
 fail-fast, like a rule set: every malformed field raises ``CategoriesError`` naming the
 file, the entry and the field.  ``Categories.version`` is ``"<version>-<first 8 hex of the
 sha256 of the file's bytes>"`` and is written into every insight row, so a change of the
@@ -8,7 +8,7 @@ file (a team adding its own category) is seen by the nightly run and backfilled 
 ``rescore``.
 
 Conditions are written in the rule-set condition language and validated by the same code
-(``pipelines.coaching.rules``); ``act: NAME`` leaves read acts of the scoring rule set,
+(``callcoach.coaching.rules``); ``act: NAME`` leaves read acts of the scoring rule set,
 checked when the categories are bound to one (``check_acts``).
 """
 
@@ -333,7 +333,7 @@ _CACHE: dict[tuple[str, str], Categories] = {}
 
 
 def load_categories(path: str | Path | None = None) -> Categories:
-    """Load and validate a categories file (default: pipelines/rules/categories.yaml)."""
+    """Load and validate a categories file (default: pipelines/callcoach/rules/categories.yaml)."""
     p = Path(path) if path is not None else DEFAULT_CATEGORIES
     return load_versioned(p, parse_categories, CategoriesError, _CACHE)
 

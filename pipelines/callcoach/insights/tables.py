@@ -1,10 +1,10 @@
 """Cross-call insight tables for BI: pure polars functions with fixed schemas.
 
 Inputs are the per-call ``insights`` table (rows from ``insight_row``) and the ``calls``
-table of ``pipelines.tables`` (the authority for agent, team, day, call type, checks and
+table of ``callcoach.tables`` (the authority for agent, team, day, call type, checks and
 risks of every scored call).  Every function returns its schema even with no rows, is
 deterministic (sorted output, no clock: "as of" is the latest call start unless given),
-and carries a ``day`` Date column so ``pipelines.tables.write_table`` can partition it.
+and carries a ``day`` Date column so ``callcoach.tables.write_table`` can partition it.
 
 insights               one row per call: category, trigger, tickets, commitments (INSIGHT_COLUMNS)
 recurring_issues       per ISO week, category, team: calls, escalation rate, recovered share,
@@ -19,7 +19,7 @@ Definitions (docs/insights.md):
   for ``root_cause_explained``, was not applicable);
 - recovered escalation: recovered, call type ``escalation``;
 - clean handoff: call type ``handoff``, no check failed, no risk;
-- day of a call: ``pipelines.tables.call_day`` (the UTC day of its start; the calls table
+- day of a call: ``callcoach.tables.call_day`` (the UTC day of its start; the calls table
   is the authority); its ISO week is the ISO week of that day.
 """
 

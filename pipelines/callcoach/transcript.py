@@ -23,8 +23,8 @@ Schema (``schema_version`` 1):
                  "words": [{"w": str, "start": s, "end": s, "p": 0..1}]}],
       "features": {...} | absent,    # rule-independent coaching features (sentence
                                      # similarities to the act bank), computed once by the
-                                     # speech stage; see pipelines/coaching/features.py
-      "decoding": {"method": str,    # how the ASR ran (pipelines/speech/asr.py METHOD)
+                                     # speech stage; see pipelines/callcoach/coaching/features.py
+      "decoding": {"method": str,    # how the ASR ran (pipelines/callcoach/speech/asr.py METHOD)
                    "prompt": str | null} | absent   # Whisper's prompt for this call
     }
 

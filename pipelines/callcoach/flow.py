@@ -737,10 +737,10 @@ def init_ray(config: RunConfig) -> None:
             env[name] = os.environ[name]
     from . import logs
 
-    # each worker silences known third-party noise at start (pipelines/logs.py)
+    # each worker silences known third-party noise at start (pipelines/callcoach/logs.py)
     kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True,
                               "runtime_env": {"env_vars": env,
-                                              "worker_process_setup_hook": "pipelines.logs.quiet_worker"},
+                                              "worker_process_setup_hook": "callcoach.logs.quiet_worker"},
                               # with the command's log routing, Ray's records go through it
                               "configure_logging": not logs.routed()}
     if address:
