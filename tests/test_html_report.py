@@ -15,7 +15,7 @@ import pytest
 
 from callcoach.coaching.rules import default_ruleset
 from callcoach.coaching.score import score_call
-from callcoach.reports import render_html
+from callcoach.render import render_html
 from callcoach.transcript import Transcript, Turn
 
 REPO = Path(__file__).resolve().parent.parent

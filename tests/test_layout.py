@@ -65,3 +65,12 @@ def test_the_package_carries_its_rules_and_act_model():
     assert (pkg / "rules" / "default.yaml").is_file()
     assert (pkg / "coaching" / "model" / "acts.json").is_file()
     assert (pkg / "coaching" / "model" / "acts.npz").is_file()
+
+
+def test_default_model_root_is_the_repository_models_folder(monkeypatch):
+    # setup.sh assembles the offline models in <repo>/models; the package sits two levels
+    # below the repository root, and a path computed from its own file must say so
+    from callcoach.models import default_model_root
+
+    monkeypatch.delenv("CALLCOACH_MODELS", raising=False)
+    assert Path(default_model_root()) == ROOT / "models"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from callcoach.coaching.rules import DEFAULT_RULES, RuleSetError, default_ruleset, load_ruleset
-from callcoach.report import CHECKS_BY_CALL_TYPE, RISKS
+from callcoach.contract import CHECKS_BY_CALL_TYPE, RISKS
 
 
 def test_default_version_names_human_version_and_hash():

@@ -1,5 +1,6 @@
-"""The fixed vocabulary of ../shared/coaching-contract.md: names every report, table and
-evaluation uses.  Renaming any of these is a breaking change of the report schema."""
+"""The fixed vocabulary of ../shared/coaching-contract.md: the one place that names call
+types, checks, risks, areas, levels and steps for every report, rule set, table, dashboard
+and evaluation.  Renaming any of these is a breaking change of the report schema."""
 
 CALL_TYPES = ("escalation", "handoff", "standard")
 
@@ -13,6 +14,7 @@ HANDOFF_CHECKS = (
     "ticket_reference_provided", "issue_documented", "warm_handoff", "expectations_set",
 )
 CHECKS = ESCALATION_CHECKS + HANDOFF_CHECKS
+CHECKS_BY_CALL_TYPE = {"escalation": ESCALATION_CHECKS, "handoff": HANDOFF_CHECKS, "standard": ()}
 
 RISKS = (
     "resolution_timeline_vague", "no_follow_up_scheduled", "executive_escalation_not_offered",
@@ -22,5 +24,9 @@ RISKS = (
 
 AREAS = ("control", "ownership", "empathy", "commitment", "listening", "clarity", "confidence")
 LEVELS = ("low", "medium", "high")
+EMPATHY_LEVELS = LEVELS
+CONFIDENCE_LEVELS = LEVELS
 JARGON_LEVELS = ("none", "some", "heavy")
 SEQUENCE_STEPS = ("acknowledge", "understand", "own", "act", "follow_up")
+MOMENT_KINDS = ("improvement", "strength")
+SPEAKERS = ("agent", "customer")

@@ -583,7 +583,7 @@ class Score:
     def _write(self, row: dict, transcript, changed: bool, report: dict, insights: dict,
                pii_counts: dict) -> dict:
         from .insights.tables import insight_row
-        from .reports import render_html, report_json
+        from .render import render_html, report_json
         from .tables import call_row
 
         if changed:

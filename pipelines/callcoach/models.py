@@ -25,7 +25,7 @@ from pathlib import Path
 
 MANIFEST = "checksums.sha256"
 DEFAULT_CACHE = Path(os.environ.get("CALLCOACH_MODEL_CACHE", "~/.cache/callcoach/models")).expanduser()
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]     # <repo>/pipelines/callcoach/models.py
 
 
 class ModelError(RuntimeError):

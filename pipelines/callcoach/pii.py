@@ -49,6 +49,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .numwords import SPOKEN_DIGITS, TEENS, TENS, UNITS
 from .transcript import Transcript, Turn, Word
 
 PII_VERSION = "1"
@@ -128,14 +129,10 @@ class Span:
 # ---------------------------------------------------------------------------------------
 # Vocabulary
 # ---------------------------------------------------------------------------------------
-_UNITS = {"zero": "0", "oh": "0", "o": "0", "nought": "0", "naught": "0", "one": "1",
-          "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
-          "eight": "8", "nine": "9", "niner": "9"}
-_TEENS = {"ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
-          "fifteen": "15", "sixteen": "16", "seventeen": "17", "eighteen": "18",
-          "nineteen": "19"}
-_TENS = {"twenty": "2", "thirty": "3", "forty": "4", "fifty": "5", "sixty": "6",
-         "seventy": "7", "eighty": "8", "ninety": "9"}
+# spoken digits as digit strings; a tens word is its leading digit ("forty" -> "4")
+_UNITS = {w: str(v) for w, v in {**UNITS, **SPOKEN_DIGITS}.items()}
+_TEENS = {w: str(v) for w, v in TEENS.items()}
+_TENS = {w: str(v // 10) for w, v in TENS.items()}
 _MULT = {"double": 2, "triple": 3, "treble": 3}
 _FILLERS = {"um", "uh", "er", "erm", "ah", "hmm", "mm", "uhm", "dash", "hyphen"}
 # a number followed by one of these is a quantity, never an identifier

@@ -10,27 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Mapping, TypedDict
 
+from .contract import (AREAS, CALL_TYPES, CHECKS, CHECKS_BY_CALL_TYPE, CONFIDENCE_LEVELS,
+                       EMPATHY_LEVELS, JARGON_LEVELS, MOMENT_KINDS, RISKS, SEQUENCE_STEPS,
+                       SPEAKERS)
+
 REPORT_SCHEMA = "callcoach.report"
 REPORT_SCHEMA_VERSION = "1.0"
-
-CALL_TYPES = ("escalation", "handoff", "standard")
-ESCALATION_CHECKS = ("issue_acknowledged", "acknowledged_before_solving", "root_cause_explained",
-                     "action_plan_created", "timeline_committed", "follow_up_scheduled",
-                     "satisfaction_confirmed", "executive_escalation_offered")
-HANDOFF_CHECKS = ("issue_recap_given", "impact_assessed", "ownership_stated", "specific_timeframe_given",
-                  "ticket_reference_provided", "issue_documented", "warm_handoff", "expectations_set")
-CHECKS = ESCALATION_CHECKS + HANDOFF_CHECKS
-CHECKS_BY_CALL_TYPE = {"escalation": ESCALATION_CHECKS, "handoff": HANDOFF_CHECKS, "standard": ()}
-RISKS = ("resolution_timeline_vague", "no_follow_up_scheduled", "executive_escalation_not_offered",
-         "concern_not_addressed", "no_escalation_timeframe", "customer_must_reexplain",
-         "no_proactive_update_commitment", "ownership_unclear_after_handoff")
-AREAS = ("control", "ownership", "empathy", "commitment", "listening", "clarity", "confidence")
-MOMENT_KINDS = ("improvement", "strength")
-EMPATHY_LEVELS = ("low", "medium", "high")
-CONFIDENCE_LEVELS = ("low", "medium", "high")
-JARGON_LEVELS = ("none", "some", "heavy")
-SEQUENCE_STEPS = ("acknowledge", "understand", "own", "act", "follow_up")
-SPEAKERS = ("agent", "customer")
 
 REQUIRED_FIELDS = ("call_id", "schema_version", "ruleset_version", "models", "duration_s", "call_type",
                    "call_type_confidence", "talk_ratio", "tone", "process_checks", "risks", "moments",

@@ -105,7 +105,7 @@ def breakdown(n: int) -> dict:
     import callcoach.insights.detect as detect_mod
     import callcoach.insights.tables as itables_mod
     import callcoach.ledger as ledger_mod
-    import callcoach.reports as reports_mod
+    import callcoach.render as reports_mod
     import callcoach.tables as tables_mod
     from callcoach import flow
     from callcoach.coaching.rules import default_ruleset
@@ -377,7 +377,7 @@ def main(argv=None) -> int:
                     continue
                 mine = [(f, c, sh) for f, c, sh in p["top_inclusive"]
                         if "(flow.py)" in f or "pipelines" in f or any(
-                            m in f for m in ("(score.py)", "(detect.py)", "(detectors.py)", "(pii.py)", "(reports.py)",
+                            m in f for m in ("(score.py)", "(detect.py)", "(detectors.py)", "(pii.py)", "(render.py)",
                                              "(tables.py)", "(storage.py)", "(ledger.py)", "(transcript.py)",
                                              "(features.py)", "collect (", "(_child.py)"))][:16]
                 lines += [f"**{kind}** ({p['processes']} process(es), {p['samples']} samples = "

@@ -50,6 +50,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..numwords import SCALES, TEENS, TENS, UNITS
 from .acts import (ANSWER_TURNS, MODEL_DIR, ActModel, answer_inputs, answer_pairs, load_act_model,
                    unanswered_inputs,
                    sentence_inputs)
@@ -83,13 +84,7 @@ def features_version(model: ActModel | None = None) -> str:
 
 FEATURES_VERSION = features_version()
 
-_UNITS = {"zero": 0, "oh": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
-          "six": 6, "seven": 7, "eight": 8, "nine": 9}
-_TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-          "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-         "eighty": 80, "ninety": 90}
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_UNITS, _TEENS, _TENS, _SCALES = UNITS, TEENS, TENS, SCALES
 _NUMWORDS = set(_UNITS) | set(_TEENS) | set(_TENS) | set(_SCALES)
 # a lone "one"/"oh" is a number only next to time words
 _ONE_CONTEXT_NEXT = {"am", "pm", "o'clock", "hour", "hours", "day", "days", "week", "weeks",

@@ -20,6 +20,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..contract import AREAS, CALL_TYPES, SEQUENCE_STEPS
+from ..contract import SPEAKERS as CONTRACT_SPEAKERS
 from .acts import ACT_SPEAKER as _SENTENCE_ACT_SPEAKER, ACTS as _SENTENCE_ACTS, DERIVED_ACTS
 
 # what a `{model: NAME, min: P}` leaf may read: the sentence head's acts, and the derived
@@ -31,10 +33,7 @@ ACT_SPEAKER = {**_SENTENCE_ACT_SPEAKER, **DERIVED_ACTS}
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 DEFAULT_RULES = RULES_DIR / "default.yaml"
 
-CALL_TYPES = ("escalation", "handoff", "standard")
-SPEAKERS = ("agent", "customer", "any")
-AREAS = ("control", "ownership", "empathy", "commitment", "listening", "clarity", "confidence")
-SEQUENCE_STEPS = ("acknowledge", "understand", "own", "act", "follow_up")
+SPEAKERS = CONTRACT_SPEAKERS + ("any",)      # whose sentences an act may come from
 BUILTIN_ANCHORS = ("@last_agent", "@first_customer", "@longest_agent", "@longest_customer")
 
 _LEAF_KEYS = {"re", "model", "echo", "act", "turn_has", "question"}
