@@ -149,9 +149,13 @@ def test_pyannote_backend_wiring(tmp_path, clustering):
         for b in exclusive:
             if a is not b and a.speaker != b.speaker:
                 assert a.end <= b.start or b.end <= a.start
-    # __call__ returns the regular (overlap-keeping) output; both stay available
-    assert dia(audio) == dia.last_regular
-    assert dia.last_exclusive == exclusive          # CPU inference is deterministic
+    # __call__ returns the regular (overlap-keeping) output (CPU inference is
+    # deterministic); pyannote's own steps reach the hook, and nothing stays on the instance
+    steps = []
+    state = dict(vars(dia))
+    assert dia(audio, hook=lambda step, value: steps.append(step)) == regular
+    assert "segmentation" in steps, steps
+    assert vars(dia) == state
     # num_speakers reaches the pipeline (untrained models: only an upper bound is certain)
     fixed = dia(audio, num_speakers=2)
     check_segments(fixed, audio.duration_s)
@@ -165,7 +169,7 @@ def test_pyannote_backend_stereo_input_is_downmixed(tmp_path):
     stereo = Audio(np.concatenate([mono.samples, mono.samples]), SAMPLE_RATE, 8000, "pcm", "s")
     segs = dia(stereo)
     check_segments(segs, stereo.duration_s)
-    assert segs == dia.last_exclusive
+    assert segs == dia.diarize_both(stereo)[1]      # use_exclusive: the exclusive output
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

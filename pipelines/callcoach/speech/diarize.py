@@ -29,7 +29,8 @@ Backends (``make_diarizer(name)``):
     (``config.yaml`` + ``segmentation/`` + ``embedding/`` (+ ``plda/``)); GPU when
     ``device="cuda"``.  Decoded waveforms are passed in memory (no second decode).  Both
     the regular (overlapping) and the exclusive (one speaker at a time) outputs are kept:
-    ``__call__`` returns the regular one, ``last_exclusive`` / ``diarize_both`` give both.
+    ``__call__`` returns the regular one (``use_exclusive``: the exclusive one),
+    ``diarize_both`` gives both; like the embedded backend it keeps no per-call state.
 
 Every backend accepts ``two_party`` (contact-centre calls: agent + customer): the
 embedded backend then finds exactly two speakers, pyannote at most two, channels keeps its
@@ -931,15 +932,18 @@ class PyannoteDiarizer:
         self.version = (f"pyannote:pyannote.audio-{getattr(pa, '__version__', 'unknown')}"
                         f"/{os.path.basename(os.path.normpath(model_dir))}"
                         + ("+two-party" if two_party else ""))
-        self.last_exclusive: list[SpeakerSegment] = []
-        self.last_regular: list[SpeakerSegment] = []
 
-    def diarize_both(self, audio: Audio, *, num_speakers: int | None = None
+    def diarize_both(self, audio: Audio, *, num_speakers: int | None = None,
+                     hook: Hook | None = None
                      ) -> tuple[list[SpeakerSegment], list[SpeakerSegment]]:
-        """(regular with overlap, exclusive) segments."""
+        """(regular with overlap, exclusive) segments.  ``hook(step, value)`` gets
+        pyannote's own steps (segmentation, embeddings, ... as its pipelines report them)."""
         wav = self._torch.from_numpy(np.ascontiguousarray(audio.mono(), dtype=np.float32))[None]
         kwargs = ({"num_speakers": num_speakers} if num_speakers
                   else {"max_speakers": 2} if self.two_party else {})
+        if hook is not None:
+            # pyannote calls hook(step_name, step_artifact, file=..., total=..., completed=...)
+            kwargs["hook"] = lambda step, artifact=None, **_progress: hook(step, artifact)
         with self._lock:
             out = self.pipeline({"waveform": wav, "sample_rate": SAMPLE_RATE}, **kwargs)
         regular_ann = getattr(out, "speaker_diarization", out)
@@ -948,11 +952,11 @@ class PyannoteDiarizer:
         regular = _annotation_segments(regular_ann, total)
         exclusive = (_annotation_segments(exclusive_ann, total) if exclusive_ann is not None
                      else regular)
-        self.last_regular, self.last_exclusive = regular, exclusive
         return regular, exclusive
 
-    def __call__(self, audio: Audio, *, num_speakers: int | None = None) -> list[SpeakerSegment]:
-        regular, exclusive = self.diarize_both(audio, num_speakers=num_speakers)
+    def __call__(self, audio: Audio, *, num_speakers: int | None = None,
+                 hook: Hook | None = None) -> list[SpeakerSegment]:
+        regular, exclusive = self.diarize_both(audio, num_speakers=num_speakers, hook=hook)
         return exclusive if self.use_exclusive else regular
 
 
