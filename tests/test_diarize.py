@@ -175,6 +175,10 @@ def test_silence_gives_no_segments(embedded, channels):
     assert embedded(mono) == []
     assert channels(stereo) == []
     assert channels(noise) == []
+    # every backend reports through the hook of the call (here: nobody spoke)
+    got = []
+    assert channels(stereo, hook=lambda step, value: got.append((step, value))) == []
+    assert got == [("num_speakers", 0)]
 
 
 @needs_dev

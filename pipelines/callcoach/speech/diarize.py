@@ -70,12 +70,20 @@ class SpeakerSegment:
         return self.end - self.start
 
 
+Hook = Callable[[str, Any], None]
+"""``hook(step, value)``: receives a diarizer's diagnostics of one call as they are computed
+(the callback pyannote.audio pipelines take as ``pipeline(file, hook=...)``)."""
+
+
 @runtime_checkable
 class Diarizer(Protocol):
+    """Every backend: models loaded once in the constructor, nothing kept per call (one
+    instance serves many calls and threads); a call's diagnostics go to its ``hook``."""
     name: str
     version: str
 
-    def __call__(self, audio: Audio, *, num_speakers: int | None = None) -> list[SpeakerSegment]:
+    def __call__(self, audio: Audio, *, num_speakers: int | None = None,
+                 hook: Hook | None = None) -> list[SpeakerSegment]:
         ...
 
 
@@ -163,13 +171,16 @@ class ChannelDiarizer:
         return np.stack([smooth_mask(act[c], FRAME_S, self.min_speech_s, self.min_silence_s)
                          for c in range(n_ch)])
 
-    def __call__(self, audio: Audio, *, num_speakers: int | None = None) -> list[SpeakerSegment]:
+    def __call__(self, audio: Audio, *, num_speakers: int | None = None,
+                 hook: Hook | None = None) -> list[SpeakerSegment]:
         act = self.activity(audio)
         segs: list[SpeakerSegment] = []
         for c in range(act.shape[0]):
             segs += _mask_segments(act[c], f"CH{c}", FRAME_S, pad_s=self.pad_s,
                                    total_s=audio.duration_s, signal=audio.samples[c],
                                    trim_db=self.trim_db)
+        if hook is not None:
+            hook("num_speakers", len({s.speaker for s in segs}))   # channels with speech
         return _sorted(segs)
 
 
@@ -272,11 +283,6 @@ class OverlapDetector:
     def mask(self, x: np.ndarray, frame_s: float, n: int, min_s: float = 0.25) -> np.ndarray:
         m = self.scores(x, frame_s, n) >= self.threshold
         return smooth_mask(m, frame_s, min_s, 0.1)
-
-
-Hook = Callable[[str, Any], None]
-"""``hook(step, value)``: receives a diarizer's diagnostics of one call as they are computed
-(the callback pyannote.audio pipelines take as ``pipeline(file, hook=...)``)."""
 
 
 @dataclass(frozen=True, slots=True)
