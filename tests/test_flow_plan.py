@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from callcoach.flow import _disambiguate, call_ids, plan, speech_fingerprint
+from callcoach.planning import _disambiguate, call_ids, plan, speech_fingerprint
 from callcoach.ledger import Entry, commit, load, record
 from callcoach.speech.stage import SpeechConfig
 from callcoach.storage import LocalStore
@@ -112,7 +112,9 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     from pathlib import Path
 
     import callcoach.coaching.features as cf
-    import callcoach.flow as flow
+    from callcoach.stages.decode import ReadTranscript
+    from callcoach.stages.rows import _row
+    from callcoach.stages.score import Score
     from callcoach.transcript import Transcript, Turn
 
     d = json.loads((Path(__file__).resolve().parent.parent / "samples" / "calls"
@@ -137,8 +139,8 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     for module in (cf, cs, idet):          # every place that may run the encoder
         monkeypatch.setattr(module, "features_batch", spy)
     item = {"call_id": "c1", "key": "c1.wav", "etag": "e", "size": 1}
-    score = flow.Score(str(tmp_path), None, "fp", "run-1")
-    out = score.one(flow.ReadTranscript(str(tmp_path))(item))
+    score = Score(str(tmp_path), None, "fp", "run-1")
+    out = score.one(ReadTranscript(str(tmp_path))(item))
     assert out["status"] == "ok", out["error"]
     assert sum(encoded) == 1                         # once, not once per consumer
     stored = json.loads(store.read("transcripts/c1.json"))
@@ -146,14 +148,14 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     assert cf.features_valid(Transcript.from_dict(stored), stored["features"])
 
     encoded.clear()                                   # a second rescore: nothing to encode
-    out2 = flow.Score(str(tmp_path), None, "fp", "run-2").one(flow.ReadTranscript(str(tmp_path))(item))
+    out2 = Score(str(tmp_path), None, "fp", "run-2").one(ReadTranscript(str(tmp_path))(item))
     assert out2["status"] == "ok" and sum(encoded) == 0
     assert json.loads(out2["table_row"]) == json.loads(out["table_row"])
 
     # as the flow feeds it: rescore rows without their transcript, read by Score itself;
     # a missing transcript fails that call alone, at the read_transcript stage
-    rows = [flow._row(item, path="rescore"), flow._row(dict(item, call_id="gone"), path="rescore")]
-    out3, gone = flow.Score(str(tmp_path), None, "fp", "run-3").score_rows(rows)
+    rows = [_row(item, path="rescore"), _row(dict(item, call_id="gone"), path="rescore")]
+    out3, gone = Score(str(tmp_path), None, "fp", "run-3").score_rows(rows)
     assert out3["status"] == "ok" and json.loads(out3["table_row"]) == json.loads(out["table_row"])
     assert gone["status"] == "failed" and gone["stage"] == "read_transcript", gone
     assert "gone" in gone["error"]
@@ -165,9 +167,9 @@ def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
     are kept unless this run has a newer outcome for the call."""
     import dataclasses
 
-    import callcoach.flow as flow
+    from callcoach.commit import _Results
 
-    monkeypatch.setattr(flow._Results, "CHUNK", 2)   # several chunks from a few calls
+    monkeypatch.setattr(_Results, "CHUNK", 2)   # several chunks from a few calls
 
     def res(cid, status, talk=None):
         e = dataclasses.asdict(_entry(cid, status="scored" if status == "ok" else "failed"))
@@ -178,7 +180,7 @@ def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
     ledger = {"old": _entry("old")}
     pending = {"p1": {"call_id": "p1", "talk_ratio_agent": 0.1},
                "p2": {"call_id": "p2", "talk_ratio_agent": 0.2}}
-    r = flow._Results(ledger, pending, {k: {"call_id": k} for k in pending})
+    r = _Results(ledger, pending, {k: {"call_id": k} for k in pending})
     for x in [res("a", "ok", 0.3), res("b", "failed"), res("c", "ok", 0.4), res("p2", "failed"),
               res("c", "ok", 0.5), res("d", "ok", 0.6), res("d", "failed")]:
         r.add(x)
