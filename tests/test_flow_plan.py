@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from callcoach.planning import _disambiguate, call_ids, plan, speech_fingerprint
-from callcoach.ledger import Entry, commit, load, record
+from callcoach.ledger import Entry, commit, entry_for, load, record
 from callcoach.speech.stage import SpeechConfig
 from callcoach.storage import LocalStore
 
@@ -80,6 +80,20 @@ def test_ledger_survives_a_crash_between_entries_and_snapshot(tmp_path):
     commit(store, ledger)
     assert list(store.list("state/entries")) == []
     assert set(load(store)[0]) == {"a", "b", "c"}
+
+
+def test_one_builder_makes_every_ledger_entry():
+    """Failed calls record the input as listed; a scored call records what its transcript
+    was made from (the call's own values fill what the transcript does not say)."""
+    row = {"call_id": "c1", "key": "in/c1.wav", "etag": "e1", "size": 10, "stage": "decode"}
+    failed = entry_for(row, "run-1", status="failed", stage="decode", reason="empty file")
+    assert failed == Entry(call_id="c1", source_key="in/c1.wav", etag="e1", size=10,
+                           status="failed", stage="decode", reason="empty file", run_id="run-1")
+    scored = entry_for(row, "run-2", made_from={"source_key": "old/c1.wav", "sha256": "abc"},
+                       speech_fingerprint=FP, ruleset_version=RULES)
+    assert scored == Entry(call_id="c1", source_key="old/c1.wav", etag="e1", size=10,
+                           audio_sha256="abc", speech_fingerprint=FP, ruleset_version=RULES,
+                           status="scored", run_id="run-2")
 
 
 def test_speech_fingerprint_ignores_speed_settings_but_not_models():

@@ -306,9 +306,8 @@ def _record_skipped(skipped: list[dict], ledger: dict[str, Entry], summary: RunS
         if e is not None and e.status == "failed" and e.stage == "key" \
                 and e.same_input(c["key"], c["etag"], c["size"]):
             continue
-        ledger[c["call_id"]] = Entry(call_id=c["call_id"], source_key=c["key"], etag=c["etag"],
-                                     size=int(c["size"]), status="failed", stage="key",
-                                     reason=c["reason"], run_id=run_id)
+        ledger[c["call_id"]] = ledger_mod.entry_for(c, run_id, status="failed", stage="key",
+                                                    reason=c["reason"])
         summary.failed += 1
         summary.failures.append({"call_id": c["call_id"], "source_key": c["key"],
                                  "stage": "key", "reason": c["reason"]})
@@ -329,7 +328,5 @@ def _with_lost_calls(rows: Iterator[dict], planned: list[dict], config: RunConfi
             continue
         log.error("call %s lost: %s", c["call_id"], reason)
         row = _failed(_row(c), "worker", reason)
-        entry = Entry(call_id=row["call_id"], source_key=row["key"], etag=row["etag"],
-                      size=int(row["size"]), status="failed", stage="worker", reason=reason,
-                      run_id=run_id)
+        entry = ledger_mod.entry_for(row, run_id, status="failed", stage="worker", reason=reason)
         yield dict(row, entry=json.dumps(dataclasses.asdict(entry)))

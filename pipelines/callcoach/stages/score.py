@@ -12,7 +12,6 @@ from typing import Any
 
 from .. import ledger as ledger_mod
 from ..coaching.features import features_valid
-from ..ledger import Entry
 from ..pii import PiiConfig, redact_text, redact_transcript
 from ..planning import REPORTS, TRANSCRIPTS
 from ..storage import LocalStore
@@ -173,17 +172,13 @@ class Score:
         table_row = call_row(report, transcript, source_key=transcript.audio.get("source_key", row["key"]),
                              modified=row.get("modified") or None,
                              modified_source=row.get("modified_source") or "object_mtime")
-        entry = Entry(
-            call_id=row["call_id"], source_key=str(transcript.audio.get("source_key", row["key"])),
-            etag=str(transcript.audio.get("etag", row["etag"])),
-            size=int(transcript.audio.get("size", row["size"]) or 0),
-            audio_sha256=str(transcript.audio.get("sha256", "")),
+        entry = ledger_mod.entry_for(
+            row, self.run_id, made_from=transcript.audio,
             speech_fingerprint=self._fingerprint_of(row),
             asr_model=str(transcript.models.get("asr", "")),
             diarization_model=str(transcript.models.get("diarization", "")),
             ruleset_version=report["ruleset_version"],
-            categories_version=self.categories.version, acts_model=self.engine.act_model.version,
-            status="scored", run_id=self.run_id)
+            categories_version=self.categories.version, acts_model=self.engine.act_model.version)
         ledger_mod.record(self.store, entry, table_row, irow)
         return _ok(row, transcript="", duration_s=float(transcript.duration_s),
                    table_row=json.dumps(table_row, default=str),
@@ -205,9 +200,8 @@ class Score:
         return str(json.loads(row["entry"] or "{}").get("speech_fingerprint", ""))
 
     def _finish_failed(self, row: dict) -> dict:
-        entry = Entry(call_id=row["call_id"], source_key=row["key"], etag=row["etag"],
-                      size=int(row["size"]), status="failed", stage=row["stage"],
-                      reason=row["error"], run_id=self.run_id)
+        entry = ledger_mod.entry_for(row, self.run_id, status="failed", stage=row["stage"],
+                                     reason=row["error"])
         try:
             ledger_mod.record(self.store, entry, None)
         except Exception:
