@@ -49,6 +49,25 @@ def test_plan_sorts_calls_into_transcribe_rescore_and_unchanged():
     assert [c["call_id"] for c in by_cats.rescore] == ["same"] and not by_cats.transcribe
 
 
+def test_plan_of_stored_transcripts_rescores_and_never_transcribes():
+    """callcoach rescore plans through plan() too: every stored transcript whose entry was
+    not scored with these versions is re-scored (failed, unknown or new model alike)."""
+    ledger = {
+        "same": _entry("same", categories_version="c1", acts_model="a1"),
+        "new-rules": _entry("new-rules", ruleset_version="2026.10.0-bbbbbbbb"),
+        "new-model": _entry("new-model", speech_fingerprint="fp-0", categories_version="c1",
+                            acts_model="a1"),
+        "bad-bytes": _entry("bad-bytes", status="failed", stage="decode", reason="empty file"),
+    }
+    calls = [_call(c) for c in [*ledger, "no-entry"]]
+    p = plan(calls, ledger, FP, RULES, categories_version="c1", acts_model="a1", stored=True)
+    assert not p.transcribe
+    assert [c["call_id"] for c in p.unchanged] == ["same", "new-model"]
+    assert [c["call_id"] for c in p.rescore] == ["new-rules", "bad-bytes", "no-entry"]
+    forced = plan(calls, ledger, FP, RULES, True, "c1", "a1", stored=True)
+    assert len(forced.rescore) == len(calls) and not forced.unchanged
+
+
 def test_call_ids_are_file_stems_made_safe_and_unique():
     ids = call_ids(["a/0001.wav", "b/0001.wav", "c/x y.flac", "d/ok-1.mp3", "e/../../etc.wav"])
     assert ids["d/ok-1.mp3"] == "ok-1"

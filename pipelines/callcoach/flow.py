@@ -25,7 +25,7 @@ from . import ledger as ledger_mod
 from .commit import _finish, _Results
 from .ledger import Entry
 from .pii import PiiConfig
-from .planning import (IMPORT_FINGERPRINT, Plan, _disambiguate, _stored_transcripts,
+from .planning import (IMPORT_FINGERPRINT, _disambiguate, _stored_transcripts,
                        list_calls, list_transcript_files, load_rules, plan, speech_fingerprint)
 from .speech.stage import SpeechConfig
 from .stages.decode import ReadDecode
@@ -233,25 +233,17 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
         out_store.remove_temp_files()
     ledger, pending_rows, pending_insights = ledger_mod.load(out_store)
 
+    skipped: list[dict] = []
     if rescore_only:
         calls = _stored_transcripts(out_store, ledger)
-        the_plan = Plan([], [], [])
-        for c in calls:
-            e = ledger.get(c["call_id"])
-            if force or e is None or e.ruleset_version != ruleset_version \
-                    or e.categories_version != categories_version or e.acts_model != acts_version:
-                the_plan.rescore.append(c)
-            else:
-                the_plan.unchanged.append(c)
-    skipped: list[dict] = []
-    if not rescore_only:
+    else:
         lister = list_transcript_files if importing else list_calls
         calls = lister(open_store(config.input), config.limit, config.since, config.prefix,
                        skipped=skipped)
         both = _disambiguate(calls + skipped, ledger)
         calls, skipped = both[:len(calls)], both[len(calls):]
-        the_plan = plan(calls, ledger, fingerprint, ruleset_version, force, categories_version,
-                        acts_version)
+    the_plan = plan(calls, ledger, fingerprint, ruleset_version, force, categories_version,
+                    acts_version, stored=rescore_only)
 
     summary = RunSummary(run_id=run_id, calls=len(calls), unchanged=len(the_plan.unchanged),
                          ruleset_version=ruleset_version, pii_config=config.pii.describe())

@@ -169,22 +169,41 @@ DETERMINISTIC_FAILURES = ("decode", "sidecar", "key", "import")
 
 def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_version: str,
          force: bool = False, categories_version: str | None = None,
-         acts_model: str | None = None) -> Plan:
+         acts_model: str | None = None, *, stored: bool = False) -> Plan:
+    """What each call needs this run, from its ledger entry: a new or changed input, a
+    failed call or a new speech fingerprint is transcribed; new rules, categories or act
+    model re-score the stored transcript; the rest is unchanged (``force``: everything is
+    done again).  A version left None is not compared.
+
+    ``stored``: the calls are stored transcripts (callcoach rescore, _stored_transcripts):
+    nothing is transcribed, and a call is re-scored unless its entry was made with these
+    versions."""
     p = Plan([], [], [])
     for c in calls:
         e = ledger.get(c["call_id"])
+        if stored:
+            fresh = not force and e is not None and not _rules_changed(
+                e, ruleset_version, categories_version, acts_model)
+            (p.unchanged if fresh else p.rescore).append(c)
+            continue
         same = e is not None and e.same_input(c["key"], c["etag"], c["size"])
         if not force and same and e.status == "failed" and e.stage in DETERMINISTIC_FAILURES:
             p.unchanged.append(c)
         elif force or not same or e.status != "scored" or e.speech_fingerprint != fingerprint:
             p.transcribe.append(c)
-        elif e.ruleset_version != ruleset_version or (
-                categories_version is not None and e.categories_version != categories_version) or (
-                acts_model is not None and e.acts_model != acts_model):
+        elif _rules_changed(e, ruleset_version, categories_version, acts_model):
             p.rescore.append(dict(c, entry=json.dumps(dataclasses.asdict(e))))
         else:
             p.unchanged.append(c)
     return p
+
+
+def _rules_changed(e: Entry, ruleset_version: str, categories_version: str | None,
+                   acts_model: str | None) -> bool:
+    """The call's report was made with other rules, categories or act model."""
+    return e.ruleset_version != ruleset_version or (
+        categories_version is not None and e.categories_version != categories_version) or (
+        acts_model is not None and e.acts_model != acts_model)
 
 
 def _disambiguate(calls: list[dict], ledger: dict[str, Entry]) -> list[dict]:
