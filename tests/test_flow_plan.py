@@ -38,7 +38,7 @@ def test_plan_sorts_calls_into_transcribe_rescore_and_unchanged():
     assert sorted(c["call_id"] for c in p.transcribe) == ["brand-new", "changed-audio", "crashed",
                                                           "new-model"]
     assert [c["call_id"] for c in p.rescore] == ["new-rules"]
-    assert json.loads(p.rescore[0]["entry"])["speech_fingerprint"] == FP
+    assert p.rescore[0]["entry"]["speech_fingerprint"] == FP
     # an unchanged file that failed to decode is not re-read every night
     assert sorted(c["call_id"] for c in p.unchanged) == ["bad-bytes", "same"]
     forced = plan(calls, ledger, FP, RULES, force=True)
@@ -206,7 +206,7 @@ def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
 
     def res(cid, status, talk=None):
         e = dataclasses.asdict(_entry(cid, status="scored" if status == "ok" else "failed"))
-        return {"call_id": cid, "status": status, "entry": json.dumps(e),
+        return {"call_id": cid, "status": status, "entry": e,
                 "table_row": json.dumps({"call_id": cid, "talk_ratio_agent": talk}),
                 "insight_row": json.dumps({"call_id": cid})}
 
@@ -224,3 +224,24 @@ def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
     assert r.count == 7
     assert ledger["b"].status == "failed" and ledger["d"].status == "failed"
     assert ledger["c"].status == "scored" and "old" in ledger
+
+
+def test_rows_between_stages_have_a_typed_schema():
+    """Nested values travel as Arrow structs and maps, not JSON text, and come back as
+    the dicts the stages made."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from callcoach.stages.rows import _row, row_schema, rows_table, table_rows
+
+    row = _row(_call("c1"), audio={"source_rate": 8000, "codec": "flac", "sha256": "ab"},
+               timings={"asr_s": 1.5, "diarize_s": 0.25}, pii={"EMAIL": 2, "SSN": 0},
+               entry=dataclasses.asdict(_entry("c1")))
+    table = rows_table([row, _row(_call("c2"))])
+    assert table.schema == row_schema()
+    assert pa.types.is_struct(table.schema.field("entry").type)
+    assert pa.types.is_map(table.schema.field("pii").type)
+    back = table_rows(table)
+    assert back[0] == row
+    assert back[1]["entry"] is None and back[1]["audio"] is None and back[1]["pii"] is None

@@ -31,7 +31,7 @@ class _Results:
         self.count = 0
 
     def add(self, r: dict) -> None:
-        entry = Entry(**json.loads(r["entry"]))
+        entry = Entry(**r["entry"])
         self.ledger[entry.call_id] = entry
         self.count += 1
         self.ok[entry.call_id] = r["status"] == "ok"

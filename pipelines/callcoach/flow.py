@@ -29,7 +29,7 @@ from .planning import (IMPORT_FINGERPRINT, _disambiguate, _stored_transcripts,
                        list_calls, list_transcript_files, load_rules, plan, speech_fingerprint)
 from .speech.stage import SpeechConfig
 from .stages.decode import ReadDecode
-from .stages.rows import _failed, _row
+from .stages.rows import _failed, _row, table_rows
 from .stages.score import SCORE_BATCH, Score
 from .stages.transcribe import SpeechActor
 from .storage import Store, open_store
@@ -193,7 +193,7 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
     # each block as it comes (no prefetch: it would hold a finished call back until the
     # next one is ready)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
-        yield from batch.to_pylist()
+        yield from table_rows(batch)
 
 
 def _stream(config: RunConfig, out_uri: str | Store, transcribe: list[dict], rescore: list[dict],
@@ -258,8 +258,8 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
             results.add(out)
             if out["status"] == "ok":
                 summary.scored += 1
-                timings = json.loads(out["timings"])
-                for kind, n in json.loads(out["pii"] or "{}").items():
+                timings = out["timings"] or {}
+                for kind, n in (out["pii"] or {}).items():
                     summary.pii_redacted[kind] = summary.pii_redacted.get(kind, 0) + n
                 if out["path"] == "import":
                     summary.imported += 1
@@ -321,4 +321,4 @@ def _with_lost_calls(rows: Iterator[dict], planned: list[dict], config: RunConfi
         log.error("call %s lost: %s", c["call_id"], reason)
         row = _failed(_row(c), "worker", reason)
         entry = ledger_mod.entry_for(row, run_id, status="failed", stage="worker", reason=reason)
-        yield dict(row, entry=json.dumps(dataclasses.asdict(entry)))
+        yield dict(row, entry=dataclasses.asdict(entry))

@@ -192,7 +192,7 @@ def plan(calls: list[dict], ledger: dict[str, Entry], fingerprint: str, ruleset_
         elif force or not same or e.status != "scored" or e.speech_fingerprint != fingerprint:
             p.transcribe.append(c)
         elif _rules_changed(e, ruleset_version, categories_version, acts_model):
-            p.rescore.append(dict(c, entry=json.dumps(dataclasses.asdict(e))))
+            p.rescore.append(dict(c, entry=dataclasses.asdict(e)))
         else:
             p.unchanged.append(c)
     return p
@@ -240,5 +240,5 @@ def _stored_transcripts(store: Store, ledger: dict[str, Entry]) -> list[dict]:
                       # a day's last resort, for transcripts made before they recorded the
                       # recording's last-modified time (tables.call_start)
                       "modified": float(obj.modified or 0.0), "modified_source": "transcript_mtime",
-                      "entry": json.dumps(dataclasses.asdict(e)) if e else ""})
+                      "entry": dataclasses.asdict(e) if e else None})
     return sorted(calls, key=lambda c: c["call_id"])

@@ -88,8 +88,8 @@ class ReadDecode:
                 return _failed(row, "memory", self._over_budget())
             return _ok(row, metadata=json.dumps(metadata), pcm=audio.samples.tobytes(),
                        channels=audio.channels, duration_s=audio.duration_s,
-                       audio=json.dumps({"source_rate": audio.source_rate, "codec": audio.codec,
-                                         "sha256": audio.sha256}))
+                       audio={"source_rate": audio.source_rate, "codec": audio.codec,
+                              "sha256": audio.sha256})
         except AudioError as exc:
             return _failed(row, "decode", str(exc))
         except Exception as exc:

@@ -17,7 +17,7 @@ from ..planning import REPORTS, TRANSCRIPTS
 from ..storage import LocalStore
 from . import _as_store
 from .decode import ImportTranscript, ReadTranscript
-from .rows import _failed, _ok, rows_table
+from .rows import _failed, _ok, rows_table, table_rows
 
 log = logging.getLogger("callcoach")
 
@@ -68,7 +68,7 @@ class Score:
 
     def __call__(self, batch):
         """Ray ``map_batches`` entry point: a pyarrow batch of rows in, one out."""
-        out = rows_table(self.score_rows(batch.to_pylist()))
+        out = rows_table(self.score_rows(table_rows(batch)))
         _trim_heap()
         return out
 
@@ -183,9 +183,9 @@ class Score:
         return _ok(row, transcript="", duration_s=float(transcript.duration_s),
                    table_row=json.dumps(table_row, default=str),
                    insight_row=json.dumps(irow, default=str),
-                   entry=json.dumps(dataclasses.asdict(entry)),
+                   entry=dataclasses.asdict(entry),
                    # a fresh transcript was redacted (and counted) by the speech stage
-                   pii=row["pii"] if row["path"] == "transcribe" else json.dumps(pii_counts))
+                   pii=row["pii"] if row["path"] == "transcribe" else pii_counts)
 
     def _fail(self, row: dict, exc: BaseException) -> dict:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -197,7 +197,7 @@ class Score:
         """A fresh transcript has this run's fingerprint; a re-scored one keeps its own."""
         if row["path"] in ("transcribe", "import"):
             return self.fingerprint
-        return str(json.loads(row["entry"] or "{}").get("speech_fingerprint", ""))
+        return str((row["entry"] or {}).get("speech_fingerprint", ""))
 
     def _finish_failed(self, row: dict) -> dict:
         entry = ledger_mod.entry_for(row, self.run_id, status="failed", stage=row["stage"],
@@ -206,7 +206,7 @@ class Score:
             ledger_mod.record(self.store, entry, None)
         except Exception:
             log.error("could not record failure of %s", row["call_id"])
-        return dict(row, pcm=b"", transcript="", entry=json.dumps(dataclasses.asdict(entry)))
+        return dict(row, pcm=b"", transcript="", entry=dataclasses.asdict(entry))
 
 
 def _batch_or_each(fn, items: list) -> list:

@@ -50,7 +50,7 @@ def deadline(seconds: float):
 
 
 def _audio_from_row(row: dict) -> Audio:
-    info = json.loads(row["audio"])
+    info = row["audio"]
     samples = np.frombuffer(row["pcm"], dtype=np.float32).reshape(int(row["channels"]), -1)
     return Audio(samples, SAMPLE_RATE, info["source_rate"], info["codec"], info["sha256"])
 
@@ -96,8 +96,8 @@ class SpeechActor:
             timings["features_s"] = time.perf_counter() - t0
             data = transcript.to_json()
             self.store.write(f"{TRANSCRIPTS}/{row['call_id']}.json", data, "application/json")
-            return _ok(row, pcm=b"", transcript=data.decode("utf-8"), timings=json.dumps(timings),
-                       pii=json.dumps(pii_counts))
+            return _ok(row, pcm=b"", transcript=data.decode("utf-8"), timings=timings,
+                       pii=pii_counts)
         except CallTimeout as exc:
             return _failed(dict(row, pcm=b""), "speech", str(exc), self.pii)
         except Exception as exc:
