@@ -245,3 +245,20 @@ def test_rows_between_stages_have_a_typed_schema():
     back = table_rows(table)
     assert back[0] == row
     assert back[1]["entry"] is None and back[1]["audio"] is None and back[1]["pii"] is None
+
+
+def test_run_summary_counts_each_result_as_it_streams():
+    from callcoach.stages.rows import _row
+    from callcoach.summary import RunSummary
+
+    s = RunSummary(run_id="r")
+    s.add(_row(_call("a"), duration_s=60.0, timings={"asr_s": 2.0, "diarize_s": 1.0},
+               pii={"EMAIL": 1}))
+    s.add(_row(_call("b"), path="rescore", pii={"EMAIL": 2}))
+    s.add(_row(_call("c"), status="failed", stage="decode", error="empty file"))
+    d = s.to_dict()
+    assert (d["scored"], d["transcribed"], d["rescored"], d["failed"]) == (2, 1, 1, 1)
+    assert (s.audio_s, s.asr_s, s.diarize_s) == (60.0, 2.0, 1.0)
+    assert d["pii_redacted"] == {"EMAIL": 3}
+    assert d["failures"] == [{"call_id": "c", "source_key": "c.wav", "stage": "decode",
+                              "reason": "empty file"}]

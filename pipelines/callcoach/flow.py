@@ -14,7 +14,6 @@ retries.  Each call is a row (stages.rows); one bad call never stops a run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -33,7 +32,7 @@ from .stages.rows import _failed, _row, table_rows
 from .stages.score import SCORE_BATCH, Score
 from .stages.transcribe import SpeechActor
 from .storage import Store, open_store
-from .summary import RunSummary, _write_dashboards
+from .summary import RunSummary, write_summary
 
 log = logging.getLogger("callcoach")
 
@@ -256,34 +255,14 @@ def run(config: RunConfig, progress=None, *, rescore_only: bool = False, force: 
         for out in _stream(config, out_store, the_plan.transcribe, the_plan.rescore,
                            fingerprint, run_id):
             results.add(out)
-            if out["status"] == "ok":
-                summary.scored += 1
-                timings = out["timings"] or {}
-                for kind, n in (out["pii"] or {}).items():
-                    summary.pii_redacted[kind] = summary.pii_redacted.get(kind, 0) + n
-                if out["path"] == "import":
-                    summary.imported += 1
-                elif out["path"] == "transcribe":
-                    summary.transcribed += 1
-                    summary.audio_s += float(out["duration_s"])
-                    summary.asr_s += timings.get("asr_s", 0.0)
-                    summary.diarize_s += timings.get("diarize_s", 0.0)
-                else:
-                    summary.rescored += 1
-            else:
-                summary.failed += 1
-                summary.failures.append({"call_id": out["call_id"], "source_key": out["key"],
-                                         "stage": out["stage"], "reason": out["error"]})
+            summary.add(out)
             if progress:
                 progress(results.count, todo, out)
     commit = {"run_id": run_id, "command": "rescore" if rescore_only else "score",
               "ruleset_version": ruleset_version, "categories_version": categories_version}
     tables = _finish(out_store, results, config, commit)
     summary.wall_s = time.perf_counter() - started
-    doc = json.dumps(summary.to_dict(), indent=1).encode()
-    out_store.write(f"runs/{run_id}.json", doc, "application/json")
-    out_store.write("runs/latest.json", doc, "application/json")
-    _write_dashboards(out_store, tables, summary)
+    write_summary(out_store, summary, tables)
     return summary
 
 
@@ -300,9 +279,7 @@ def _record_skipped(skipped: list[dict], ledger: dict[str, Entry], summary: RunS
             continue
         ledger[c["call_id"]] = ledger_mod.entry_for(c, run_id, status="failed", stage="key",
                                                     reason=c["reason"])
-        summary.failed += 1
-        summary.failures.append({"call_id": c["call_id"], "source_key": c["key"],
-                                 "stage": "key", "reason": c["reason"]})
+        summary.fail(c["call_id"], c["key"], "key", c["reason"])
 
 
 def _with_lost_calls(rows: Iterator[dict], planned: list[dict], config: RunConfig,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -43,6 +44,38 @@ class RunSummary:
                 "asr_s": round(self.asr_s, 1), "diarize_s": round(self.diarize_s, 1),
                 "ruleset_version": self.ruleset_version, "pii_redacted": self.pii_redacted,
                 "pii_config": self.pii_config, "failures": self.failures}
+
+    def add(self, row: dict) -> None:
+        """Count one call's result as it comes out of the graph."""
+        if row["status"] != "ok":
+            self.fail(row["call_id"], row["key"], row["stage"], row["error"])
+            return
+        self.scored += 1
+        timings = row["timings"] or {}
+        for kind, n in (row["pii"] or {}).items():
+            self.pii_redacted[kind] = self.pii_redacted.get(kind, 0) + n
+        if row["path"] == "import":
+            self.imported += 1
+        elif row["path"] == "transcribe":
+            self.transcribed += 1
+            self.audio_s += float(row["duration_s"])
+            self.asr_s += timings.get("asr_s", 0.0)
+            self.diarize_s += timings.get("diarize_s", 0.0)
+        else:
+            self.rescored += 1
+
+    def fail(self, call_id: str, source_key: str, stage: str, reason: str) -> None:
+        self.failed += 1
+        self.failures.append({"call_id": call_id, "source_key": source_key, "stage": stage,
+                              "reason": reason})
+
+
+def write_summary(out_store: Store, summary: RunSummary, tables: dict) -> None:
+    """runs/<run_id>.json and runs/latest.json, then the dashboards."""
+    doc = json.dumps(summary.to_dict(), indent=1).encode()
+    out_store.write(f"runs/{summary.run_id}.json", doc, "application/json")
+    out_store.write("runs/latest.json", doc, "application/json")
+    _write_dashboards(out_store, tables, summary)
 
 
 def _write_dashboards(out_store: Store, tables: dict, summary: RunSummary) -> None:
