@@ -73,6 +73,7 @@ def output_store(config: RunConfig) -> Store:
         return open_store(config.output, sse=dict(config.sse))
     return open_store(config.output)
 
+
 # Written and deleted by the driver before any work, to prove the output is writable (with
 # its encryption settings).  Under state/entries/, where the job may delete; hidden, so no
 # listing ever sees it.

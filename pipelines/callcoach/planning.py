@@ -98,6 +98,7 @@ def list_calls(store: Store, limit: int | None = None, since: float | None = Non
 def sidecar_key(audio_key: str) -> str:
     return audio_key.rsplit(".", 1)[0] + ".json"
 
+
 # -- transcripts in (callcoach score-transcripts) -----------------------------------------
 # An imported transcript's "speech fingerprint": nothing of ours made it; a change of the
 # input file (etag) is what makes it new.
