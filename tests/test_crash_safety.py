@@ -145,7 +145,7 @@ def test_a_call_that_kills_its_worker_every_time_becomes_a_failure_row(tmp_path)
     assert ledger[POISON].status == "failed" and ledger[POISON].stage == "worker"
     assert not pending
     # not a deterministic failure: the next run tries the call again
-    from callcoach.flow import DETERMINISTIC_FAILURES
+    from callcoach.planning import DETERMINISTIC_FAILURES
     assert "worker" not in DETERMINISTIC_FAILURES
     assert json.loads((out / "runs" / "latest.json").read_text())["failed"] == 1
 
@@ -158,7 +158,7 @@ def test_decoded_audio_over_the_memory_budget_is_refused_with_a_reason(tmp_path,
     """sample-02 is 35 s of stereo: 4.3 MiB decoded.  1 MiB stops the decoder early (its
     mono bound, 16 s, is passed); 3 MiB lets the decoder finish (49 s mono bound) and the
     stereo result is refused; 8 MiB is enough."""
-    from callcoach.flow import ReadDecode
+    from callcoach.stages.decode import ReadDecode
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "c.wav").write_bytes((SAMPLES / "sample-02-handoff.wav").read_bytes())
@@ -174,7 +174,7 @@ def test_decoded_audio_over_the_memory_budget_is_refused_with_a_reason(tmp_path,
 
 
 def test_memory_budget_and_duration_limit_keep_their_own_reasons(tmp_path):
-    from callcoach.flow import ReadDecode
+    from callcoach.stages.decode import ReadDecode
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "c.wav").write_bytes((SAMPLES / "sample-02-handoff.wav").read_bytes())

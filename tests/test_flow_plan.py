@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from callcoach.flow import _disambiguate, call_ids, plan, speech_fingerprint
-from callcoach.ledger import Entry, commit, load, record
+from callcoach.planning import _disambiguate, call_ids, plan, speech_fingerprint
+from callcoach.ledger import Entry, commit, entry_for, load, record
 from callcoach.speech.stage import SpeechConfig
 from callcoach.storage import LocalStore
 
@@ -38,7 +38,7 @@ def test_plan_sorts_calls_into_transcribe_rescore_and_unchanged():
     assert sorted(c["call_id"] for c in p.transcribe) == ["brand-new", "changed-audio", "crashed",
                                                           "new-model"]
     assert [c["call_id"] for c in p.rescore] == ["new-rules"]
-    assert json.loads(p.rescore[0]["entry"])["speech_fingerprint"] == FP
+    assert p.rescore[0]["entry"]["speech_fingerprint"] == FP
     # an unchanged file that failed to decode is not re-read every night
     assert sorted(c["call_id"] for c in p.unchanged) == ["bad-bytes", "same"]
     forced = plan(calls, ledger, FP, RULES, force=True)
@@ -47,6 +47,25 @@ def test_plan_sorts_calls_into_transcribe_rescore_and_unchanged():
     by_cats = plan([_call("same")], {"same": _entry("same", categories_version="c1")}, FP, RULES,
                    categories_version="c2")
     assert [c["call_id"] for c in by_cats.rescore] == ["same"] and not by_cats.transcribe
+
+
+def test_plan_of_stored_transcripts_rescores_and_never_transcribes():
+    """callcoach rescore plans through plan() too: every stored transcript whose entry was
+    not scored with these versions is re-scored (failed, unknown or new model alike)."""
+    ledger = {
+        "same": _entry("same", categories_version="c1", acts_model="a1"),
+        "new-rules": _entry("new-rules", ruleset_version="2026.10.0-bbbbbbbb"),
+        "new-model": _entry("new-model", speech_fingerprint="fp-0", categories_version="c1",
+                            acts_model="a1"),
+        "bad-bytes": _entry("bad-bytes", status="failed", stage="decode", reason="empty file"),
+    }
+    calls = [_call(c) for c in [*ledger, "no-entry"]]
+    p = plan(calls, ledger, FP, RULES, categories_version="c1", acts_model="a1", stored=True)
+    assert not p.transcribe
+    assert [c["call_id"] for c in p.unchanged] == ["same", "new-model"]
+    assert [c["call_id"] for c in p.rescore] == ["new-rules", "bad-bytes", "no-entry"]
+    forced = plan(calls, ledger, FP, RULES, True, "c1", "a1", stored=True)
+    assert len(forced.rescore) == len(calls) and not forced.unchanged
 
 
 def test_call_ids_are_file_stems_made_safe_and_unique():
@@ -82,6 +101,20 @@ def test_ledger_survives_a_crash_between_entries_and_snapshot(tmp_path):
     assert set(load(store)[0]) == {"a", "b", "c"}
 
 
+def test_one_builder_makes_every_ledger_entry():
+    """Failed calls record the input as listed; a scored call records what its transcript
+    was made from (the call's own values fill what the transcript does not say)."""
+    row = {"call_id": "c1", "key": "in/c1.wav", "etag": "e1", "size": 10, "stage": "decode"}
+    failed = entry_for(row, "run-1", status="failed", stage="decode", reason="empty file")
+    assert failed == Entry(call_id="c1", source_key="in/c1.wav", etag="e1", size=10,
+                           status="failed", stage="decode", reason="empty file", run_id="run-1")
+    scored = entry_for(row, "run-2", made_from={"source_key": "old/c1.wav", "sha256": "abc"},
+                       speech_fingerprint=FP, ruleset_version=RULES)
+    assert scored == Entry(call_id="c1", source_key="old/c1.wav", etag="e1", size=10,
+                           audio_sha256="abc", speech_fingerprint=FP, ruleset_version=RULES,
+                           status="scored", run_id="run-2")
+
+
 def test_speech_fingerprint_ignores_speed_settings_but_not_models():
     base = SpeechConfig()
     assert speech_fingerprint(base) == speech_fingerprint(
@@ -112,7 +145,9 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     from pathlib import Path
 
     import callcoach.coaching.features as cf
-    import callcoach.flow as flow
+    from callcoach.stages.decode import ReadTranscript
+    from callcoach.stages.rows import _row
+    from callcoach.stages.score import Score
     from callcoach.transcript import Transcript, Turn
 
     d = json.loads((Path(__file__).resolve().parent.parent / "samples" / "calls"
@@ -137,8 +172,8 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     for module in (cf, cs, idet):          # every place that may run the encoder
         monkeypatch.setattr(module, "features_batch", spy)
     item = {"call_id": "c1", "key": "c1.wav", "etag": "e", "size": 1}
-    score = flow.Score(str(tmp_path), None, "fp", "run-1")
-    out = score.one(flow.ReadTranscript(str(tmp_path))(item))
+    score = Score(str(tmp_path), None, "fp", "run-1")
+    out = score.one(ReadTranscript(str(tmp_path))(item))
     assert out["status"] == "ok", out["error"]
     assert sum(encoded) == 1                         # once, not once per consumer
     stored = json.loads(store.read("transcripts/c1.json"))
@@ -146,14 +181,14 @@ def test_stale_stored_features_are_computed_once_and_stored(tmp_path, monkeypatc
     assert cf.features_valid(Transcript.from_dict(stored), stored["features"])
 
     encoded.clear()                                   # a second rescore: nothing to encode
-    out2 = flow.Score(str(tmp_path), None, "fp", "run-2").one(flow.ReadTranscript(str(tmp_path))(item))
+    out2 = Score(str(tmp_path), None, "fp", "run-2").one(ReadTranscript(str(tmp_path))(item))
     assert out2["status"] == "ok" and sum(encoded) == 0
     assert json.loads(out2["table_row"]) == json.loads(out["table_row"])
 
     # as the flow feeds it: rescore rows without their transcript, read by Score itself;
     # a missing transcript fails that call alone, at the read_transcript stage
-    rows = [flow._row(item, path="rescore"), flow._row(dict(item, call_id="gone"), path="rescore")]
-    out3, gone = flow.Score(str(tmp_path), None, "fp", "run-3").score_rows(rows)
+    rows = [_row(item, path="rescore"), _row(dict(item, call_id="gone"), path="rescore")]
+    out3, gone = Score(str(tmp_path), None, "fp", "run-3").score_rows(rows)
     assert out3["status"] == "ok" and json.loads(out3["table_row"]) == json.loads(out["table_row"])
     assert gone["status"] == "failed" and gone["stage"] == "read_transcript", gone
     assert "gone" in gone["error"]
@@ -165,20 +200,20 @@ def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
     are kept unless this run has a newer outcome for the call."""
     import dataclasses
 
-    import callcoach.flow as flow
+    from callcoach.commit import _Results
 
-    monkeypatch.setattr(flow._Results, "CHUNK", 2)   # several chunks from a few calls
+    monkeypatch.setattr(_Results, "CHUNK", 2)   # several chunks from a few calls
 
     def res(cid, status, talk=None):
         e = dataclasses.asdict(_entry(cid, status="scored" if status == "ok" else "failed"))
-        return {"call_id": cid, "status": status, "entry": json.dumps(e),
+        return {"call_id": cid, "status": status, "entry": e,
                 "table_row": json.dumps({"call_id": cid, "talk_ratio_agent": talk}),
                 "insight_row": json.dumps({"call_id": cid})}
 
     ledger = {"old": _entry("old")}
     pending = {"p1": {"call_id": "p1", "talk_ratio_agent": 0.1},
                "p2": {"call_id": "p2", "talk_ratio_agent": 0.2}}
-    r = flow._Results(ledger, pending, {k: {"call_id": k} for k in pending})
+    r = _Results(ledger, pending, {k: {"call_id": k} for k in pending})
     for x in [res("a", "ok", 0.3), res("b", "failed"), res("c", "ok", 0.4), res("p2", "failed"),
               res("c", "ok", 0.5), res("d", "ok", 0.6), res("d", "failed")]:
         r.add(x)
@@ -189,3 +224,41 @@ def test_results_fold_keeps_each_calls_last_outcome_in_columns(monkeypatch):
     assert r.count == 7
     assert ledger["b"].status == "failed" and ledger["d"].status == "failed"
     assert ledger["c"].status == "scored" and "old" in ledger
+
+
+def test_rows_between_stages_have_a_typed_schema():
+    """Nested values travel as Arrow structs and maps, not JSON text, and come back as
+    the dicts the stages made."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from callcoach.stages.rows import _row, row_schema, rows_table, table_rows
+
+    row = _row(_call("c1"), audio={"source_rate": 8000, "codec": "flac", "sha256": "ab"},
+               timings={"asr_s": 1.5, "diarize_s": 0.25}, pii={"EMAIL": 2, "SSN": 0},
+               entry=dataclasses.asdict(_entry("c1")))
+    table = rows_table([row, _row(_call("c2"))])
+    assert table.schema == row_schema()
+    assert pa.types.is_struct(table.schema.field("entry").type)
+    assert pa.types.is_map(table.schema.field("pii").type)
+    back = table_rows(table)
+    assert back[0] == row
+    assert back[1]["entry"] is None and back[1]["audio"] is None and back[1]["pii"] is None
+
+
+def test_run_summary_counts_each_result_as_it_streams():
+    from callcoach.stages.rows import _row
+    from callcoach.summary import RunSummary
+
+    s = RunSummary(run_id="r")
+    s.add(_row(_call("a"), duration_s=60.0, timings={"asr_s": 2.0, "diarize_s": 1.0},
+               pii={"EMAIL": 1}))
+    s.add(_row(_call("b"), path="rescore", pii={"EMAIL": 2}))
+    s.add(_row(_call("c"), status="failed", stage="decode", error="empty file"))
+    d = s.to_dict()
+    assert (d["scored"], d["transcribed"], d["rescored"], d["failed"]) == (2, 1, 1, 1)
+    assert (s.audio_s, s.asr_s, s.diarize_s) == (60.0, 2.0, 1.0)
+    assert d["pii_redacted"] == {"EMAIL": 3}
+    assert d["failures"] == [{"call_id": "c", "source_key": "c.wav", "stage": "decode",
+                              "reason": "empty file"}]

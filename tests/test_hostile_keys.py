@@ -23,7 +23,7 @@ import pytest
 
 from conftest import use_local_s3
 
-from callcoach.flow import _disambiguate, call_ids, list_calls
+from callcoach.planning import _disambiguate, call_ids, list_calls
 from callcoach.ledger import Entry
 from callcoach.storage import LocalStore, S3Store, safe_key
 

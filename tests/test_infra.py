@@ -550,9 +550,9 @@ BUCKET_ARN = re.compile(r"^arn:aws:s3:::\$\{([A-Z]+)_BUCKET\}$")
 def _deletable_prefixes() -> tuple[str, ...]:
     """Where the job deletes, taken from the code: the ledger's staging entries and the
     files of rebuilt tables (stale partitions).  Nothing else may be deletable."""
-    from callcoach import flow, ledger
+    from callcoach import ledger, planning
 
-    return (ledger.ENTRIES.strip("/") + "/", flow.TABLES.strip("/") + "/")
+    return (ledger.ENTRIES.strip("/") + "/", planning.TABLES.strip("/") + "/")
 
 
 def test_iam_policy_is_least_privilege():

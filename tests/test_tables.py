@@ -167,7 +167,7 @@ def test_day_is_the_utc_day_of_the_start():
 
 
 def test_rows_survive_json_like_the_flow_sends_them():
-    """flow.Score sends each row through json.dumps / json.loads before write_tables."""
+    """stages.score.Score sends each row through json.dumps / json.loads before write_tables."""
     rows = make_rows()
     via_json = [json.loads(json.dumps(r)) for r in rows]
     assert calls_frame(via_json).equals(calls_frame(rows))

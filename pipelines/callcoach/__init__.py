@@ -3,7 +3,9 @@
 Layers (a module imports only from layers below it):
   1. value types, no I/O: transcript, report, audio, storage
   2. stages: models, speech/, coaching/, reports, tables
-  3. flow: the Ray Data graph, the only module moving bytes between storage and stages
+  3. the run: planning (no Ray), stages/ (the Ray graph: decode -> transcribe -> score),
+     commit, summary, wired together by flow; the only modules moving bytes between
+     storage and stages
   4. faces: cli, jobs/
 """
 

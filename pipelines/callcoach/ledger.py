@@ -50,6 +50,27 @@ class Entry:
         return self.source_key == key and self.etag == etag and self.size == size
 
 
+def entry_for(call: Mapping, run_id: str, *, status: str = "scored", stage: str = "",
+              reason: str = "", made_from: Mapping | None = None, **versions: str) -> Entry:
+    """The one place a ledger entry is built, for a call (a row or a listed input: its
+    call_id, key, etag, size) in run ``run_id``.
+
+    A failed call records the input as listed.  A scored call records what its transcript
+    was made from, ``made_from`` (the transcript's ``audio``: source_key, etag, size,
+    sha256; what is missing there comes from the call), and ``versions``: the speech
+    fingerprint, models and rule versions that made its report."""
+    if made_from is None:
+        source_key, etag, size, sha256 = call["key"], call["etag"], int(call["size"]), ""
+    else:
+        source_key = str(made_from.get("source_key", call["key"]))
+        etag = str(made_from.get("etag", call["etag"]))
+        size = int(made_from.get("size", call["size"]) or 0)
+        sha256 = str(made_from.get("sha256", ""))
+    return Entry(call_id=call["call_id"], source_key=source_key, etag=etag, size=size,
+                 audio_sha256=sha256, status=status, stage=stage, reason=reason, run_id=run_id,
+                 **versions)
+
+
 _SCHEMA = {f.name: (pl.Int64 if f.name == "size" else pl.String) for f in fields(Entry)}
 
 

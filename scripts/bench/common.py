@@ -418,7 +418,7 @@ def seed_archive(folder: Path, n: int, seed: int = 11, ruleset_version: str = "o
     ``run(..., rescore_only=True)`` re-scores all of them.  Returns facts about the archive."""
     from callcoach import ledger as ledger_mod
     from callcoach.coaching.features import features_batch, features_valid
-    from callcoach.flow import speech_fingerprint
+    from callcoach.planning import speech_fingerprint
     from callcoach.ledger import Entry
     from callcoach.pii import PiiConfig, redact_transcript
     from callcoach.speech.stage import SpeechConfig

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         f"({o_b.get('calls_rows', 0)} rows), insights table {o_s.get('insights_mb_in_memory', 0):.2f} -> "
         f"{o_b.get('insights_mb_in_memory', 0):.2f} MB, ledger {o_s.get('ledger_mb_in_memory', 0):.2f} -> "
         f"{o_b.get('ledger_mb_in_memory', 0):.2f} MB in Arrow form.  The driver folds each result into "
-        f"columnar frames as it streams (flow._Results, 256 calls at a time), so what stays per call is "
+        f"columnar frames as it streams (commit._Results, 256 calls at a time), so what stays per call is "
         f"its ledger Entry and its entry in the listing of stored transcripts.",
     ]
     text = table + "\n\n" + " ".join(explain)

@@ -107,7 +107,10 @@ def breakdown(n: int) -> dict:
     import callcoach.ledger as ledger_mod
     import callcoach.render as reports_mod
     import callcoach.tables as tables_mod
-    from callcoach import flow
+    from callcoach import planning
+    from callcoach.stages import score as score_stage
+    from callcoach.stages.decode import ReadTranscript
+    from callcoach.stages.score import SCORE_BATCH, Score
     from callcoach.coaching.rules import default_ruleset
     from callcoach.pii import PiiConfig
     from callcoach.speech.stage import SpeechConfig
@@ -119,7 +122,7 @@ def breakdown(n: int) -> dict:
     out = str(tmp / "a")
     store = open_store(out)
     ledger, _, _ = ledger_mod.load(store)
-    items = flow._stored_transcripts(store, ledger)[:n]
+    items = planning._stored_transcripts(store, ledger)[:n]
 
     acc: dict[str, float] = {}
 
@@ -130,7 +133,7 @@ def breakdown(n: int) -> dict:
 
     originals = [
         (score_mod, "score_batch", wrap(score_mod, "score_batch", "score_batch (rules)")),
-        (flow, "redact_transcript", wrap(flow, "redact_transcript", "redact_transcript (PII re-check)")),
+        (score_stage, "redact_transcript", wrap(score_stage, "redact_transcript", "redact_transcript (PII re-check)")),
         (detect_mod, "insights_batch", wrap(detect_mod, "insights_batch", "insights_batch")),
         (itables_mod, "insight_row", wrap(itables_mod, "insight_row", "insight_row")),
         (reports_mod, "report_json", wrap(reports_mod, "report_json", "report_json")),
@@ -142,8 +145,8 @@ def breakdown(n: int) -> dict:
     Transcript.from_json = staticmethod(timed(orig_from_json, acc, "Transcript.from_json"))
     try:
         t0 = time.perf_counter()
-        rt = flow.ReadTranscript(out)
-        sc = flow.Score(out, None, flow.speech_fingerprint(SpeechConfig()), "bench", PiiConfig())
+        rt = ReadTranscript(out)
+        sc = Score(out, None, planning.speech_fingerprint(SpeechConfig()), "bench", PiiConfig())
         init_s = time.perf_counter() - t0
         # time store writes/reads of the two objects
         for obj, label_r, label_w in ((rt, "store.read (transcript)", None), (sc, None, "store.write (reports)")):
@@ -175,8 +178,8 @@ def breakdown(n: int) -> dict:
         c0, t0 = time.process_time(), time.perf_counter()
         rows = []
         rest = items[1:]
-        for k in range(0, len(rest), flow.SCORE_BATCH):   # as the Ray stage batches them
-            rows += sc.score_rows([rt(dict(it)) for it in rest[k:k + flow.SCORE_BATCH]])
+        for k in range(0, len(rest), SCORE_BATCH):   # as the Ray stage batches them
+            rows += sc.score_rows([rt(dict(it)) for it in rest[k:k + SCORE_BATCH]])
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0
         failed = sum(r["status"] != "ok" for r in rows)
@@ -229,7 +232,7 @@ def breakdown(n: int) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     accounted = sum(acc.values())
     acc["(rest: dict/JSON plumbing, dataclass copies)"] = wall - accounted
-    return {"calls": m, "failed": failed, "batch": flow.SCORE_BATCH, "init_s": init_s, "wall_s": wall, "cpu_s": cpu,
+    return {"calls": m, "failed": failed, "batch": SCORE_BATCH, "init_s": init_s, "wall_s": wall, "cpu_s": cpu,
             "calls_per_s": m / wall, "steps_s": acc, "score_batch_s": batch_s,
             "score_batch_calls_per_s": m / batch_s, "score_call_loop_s": one_by_one_s,
             "score_call_loop_calls_per_s": m / one_by_one_s,
@@ -376,7 +379,7 @@ def main(argv=None) -> int:
                 if p["samples"] < 20 or kind.startswith("other"):
                     continue
                 mine = [(f, c, sh) for f, c, sh in p["top_inclusive"]
-                        if "(flow.py)" in f or "pipelines" in f or any(
+                        if any(m in f for m in ("(flow.py)", "(planning.py)", "(commit.py)", "(decode.py)")) or "pipelines" in f or any(
                             m in f for m in ("(score.py)", "(detect.py)", "(detectors.py)", "(pii.py)", "(render.py)",
                                              "(tables.py)", "(storage.py)", "(ledger.py)", "(transcript.py)",
                                              "(features.py)", "collect (", "(_child.py)"))][:16]
