@@ -153,15 +153,19 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
     def pool(**sizes):
         return ray.data.ActorPoolStrategy(**sizes, **in_flight)
 
+    def score_blocks(n: int) -> int:
+        """Blocks for calls that go straight to Score (imports, rescores): about a Score
+        batch each, or one call each when isolating."""
+        return n if isolate else min(2000, -(-n // SCORE_BATCH))
+
     # Fixed-size CPU pools (not autoscaled): the same workers, so the same memory,
     # whether the run holds 100 calls or a million (scripts/bench/memory.py)
     parts = []
     if transcribe and config.input_kind == "transcripts":
         # existing transcripts: Score imports each file itself (ImportTranscript), like a
         # rescore reads a stored transcript; no audio, no speech actors
-        blocks = len(transcribe) if isolate else min(2000, -(-len(transcribe) // SCORE_BATCH))
         parts.append(ray.data.from_items([_row(c, path="import") for c in transcribe],
-                                         override_num_blocks=blocks))
+                                         override_num_blocks=score_blocks(len(transcribe))))
     elif transcribe:
         # one call per block: speech is seconds per call, so blocks need no batching
         ds = ray.data.from_items(transcribe, override_num_blocks=min(len(transcribe), 1000))
@@ -176,9 +180,9 @@ def _execute(config: RunConfig, out_uri: str | Store, transcribe: list[dict], re
         parts.append(ds)
     if rescore:
         # rescoring is milliseconds per call: blocks of about a Score batch
-        blocks = len(rescore) if isolate else min(2000, -(-len(rescore) // SCORE_BATCH))
         # the Score actors read each stored transcript themselves (Score._read_stored)
-        ds = ray.data.from_items([_row(c, path="rescore") for c in rescore], override_num_blocks=blocks)
+        ds = ray.data.from_items([_row(c, path="rescore") for c in rescore],
+                                 override_num_blocks=score_blocks(len(rescore)))
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     # batch = block: a transcribed call (one per block) is scored and comes out as soon as

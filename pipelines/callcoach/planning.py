@@ -84,6 +84,12 @@ def list_calls(store: Store, limit: int | None = None, since: float | None = Non
     are appended to ``skipped`` (rows with a ``reason``) when a list is given."""
     objects: list[ObjectInfo] = [o for o in store.list(prefix, AUDIO_EXTENSIONS, hidden=True)
                                  if since is None or (o.modified or 0) >= since]
+    return _listed(objects, limit, skipped)
+
+
+def _listed(objects: list[ObjectInfo], limit: int | None, skipped: list | None) -> list[dict]:
+    """Listed input objects as call rows, sorted by call_id; keys that are not read go to
+    ``skipped`` (with their reason) when a list is given, the rest are cut to ``limit``."""
     ids = call_ids([o.key for o in objects])
     rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag,
              "modified": float(o.modified or 0.0), "reason": skip_reason(o.key)}
@@ -119,15 +125,7 @@ def list_transcript_files(store: Store, limit: int | None = None, since: float |
     objects = [o for o in store.list(prefix, transcript_suffixes(), hidden=True)
                if not o.key.endswith(TRANSCRIPT_SIDECAR)
                and (since is None or (o.modified or 0) >= since)]
-    ids = call_ids([o.key for o in objects])
-    rows = [{"key": o.key, "call_id": ids[o.key], "size": o.size, "etag": o.etag,
-             "modified": float(o.modified or 0.0), "reason": skip_reason(o.key)}
-            for o in objects]
-    rows.sort(key=lambda r: r["call_id"])
-    if skipped is not None:
-        skipped.extend(dict(r) for r in rows if r["reason"])
-    rows = [r for r in rows if not r.pop("reason")]
-    return rows[:limit] if limit else rows
+    return _listed(objects, limit, skipped)
 
 
 def speech_fingerprint(speech: SpeechConfig) -> str:
