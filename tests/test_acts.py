@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, ActModelError, MODEL_DIR, call_evidence,
-                                     fit_logistic, load_act_model, opening_sentences, save_act_model,
-                                     signals)
+                                     fit_logistic, fit_mlp, load_act_model, opening_sentences,
+                                     save_act_model, signals)
 from callcoach.coaching.features import features_batch
 from callcoach.transcript import Transcript, Turn
 
@@ -21,7 +21,7 @@ def test_shipped_artefact_is_small_checksummed_and_names_its_training():
     doc = json.loads((MODEL_DIR / "acts.json").read_text())
     assert m.version == doc["version"] and m.version.startswith("acts-")
     assert m.version.endswith(m.sha256[:8])
-    assert (MODEL_DIR / "acts.npz").stat().st_size < 2_000_000
+    assert (MODEL_DIR / "acts.npz").stat().st_size < 4_000_000
     assert set(m.labels) == set(ACTS)
     assert doc["corpus"]["utterances"] >= 3000 and doc["corpus"]["industries"] >= 25
     assert doc["seed"] and len(doc["data_sha256"]) == 64
@@ -50,11 +50,42 @@ def test_training_is_deterministic(tmp_path):
     m = load_act_model()
     arrays = {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd",
                                          "ans_W", "ans_b", "ans_mu", "ans_sd",
-                                         "un_W", "un_b", "un_mu", "un_sd")
+                                         "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
               if getattr(m, k) is not None}
     a = save_act_model(tmp_path / "a", human_version="t", labels=m.labels, arrays=arrays, meta={})
     b = save_act_model(tmp_path / "b", human_version="t", labels=m.labels, arrays=arrays, meta={})
     assert a.sha256 == b.sha256 == m.sha256
+
+
+def test_hidden_layer_head_is_deterministic_and_learns_what_a_linear_head_cannot():
+    """Two acts on 2-d inputs: one is XOR-shaped (no linear head separates it), one linear;
+    the cells weighted 0 (another speaker's act) are ignored however they are labelled."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(600, 2)).astype(np.float32)
+    Y = np.stack([(X[:, 0] > 0) ^ (X[:, 1] > 0), X[:, 0] + X[:, 1] > 0], 1)
+    w = np.ones(Y.shape, np.float32)
+    w[:300, 1] = 0.0
+    Y[:300, 1] = ~Y[:300, 1]              # wrong labels the head must not learn from
+    a = fit_mlp(X, Y, w, hidden=16, l2=1e-4, iters=400, seed=5)
+    b = fit_mlp(X, Y, w, hidden=16, l2=1e-4, iters=400, seed=5)
+    assert all(np.array_equal(a[k], b[k]) for k in ("hid_W", "hid_b", "W", "b"))
+    Z = np.maximum(X @ a["hid_W"] + a["hid_b"], 0) @ a["W"] + a["b"]
+    assert ((Z[:, 0] >= 0) == Y[:, 0]).mean() > 0.9
+    assert ((Z[300:, 1] >= 0) == Y[300:, 1]).mean() > 0.9
+    wl, bl = fit_logistic(X, Y[:, 0], 1e-4)
+    assert ((X @ wl + bl >= 0) == Y[:, 0]).mean() < 0.7
+
+
+def test_hidden_layer_that_does_not_match_the_inputs_is_refused(tmp_path):
+    m = load_act_model()
+    arrays = {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd",
+                                         "hid_W", "hid_b") if getattr(m, k) is not None}
+    n_in = m.mu.shape[0]
+    h = arrays.get("hid_W", np.zeros((n_in, 4), np.float32))
+    arrays.update(hid_W=h[:-1], hid_b=np.zeros(h.shape[1], np.float32),
+                  W=np.zeros((h.shape[1], len(m.labels)), np.float32))
+    with pytest.raises(ActModelError, match="hidden layer"):
+        save_act_model(tmp_path / "m", human_version="t", labels=m.labels, arrays=arrays, meta={})
 
 
 def test_signals_are_exact_patterns_only():

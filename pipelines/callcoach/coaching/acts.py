@@ -2,12 +2,14 @@
 
 Two small heads over all-MiniLM-L6-v2 sentence embeddings (``features.MiniLMEncoder``):
 
-* the **sentence head**, one logistic regression per act (``ACTS.md`` in
-  ``samples/corpus/`` defines them), reads the sentence's embedding, the embedding of the
+* the **sentence head**, a one-hidden-layer network with one sigmoid output per act
+  (``ACTS.md`` in ``samples/corpus/`` defines them; a model without the hidden layer is
+  one logistic regression per act), reads the sentence's embedding, the embedding of the
   other speaker's previous turn (the context a supervisor reads it in; zero for a model
   trained without it, ``acts.json: context``), a few exact signals (a question mark, a
   clock time or date, a reference code, an amount) and the sentence's words and word
-  pairs (hashed).  An act
+  pairs (hashed).  The acts share the hidden layer: what the head learns about one act's
+  sentences (a routine request, a transfer) informs the others.  An act
   belongs to one speaker; the other speaker's sentences get probability 0 for it.
 * the **call head**, a multinomial logistic regression over call-level evidence (per act:
   the highest probability in the call and how many sentences carry it), gives
@@ -398,7 +400,7 @@ class ActModel:
     version: str                  # "acts-2026.12.1+sha256:0123abcd"
     sha256: str                   # of the npz bytes
     labels: tuple[str, ...]       # sentence-head acts, in column order
-    W: np.ndarray                 # [n_inputs, n_acts]
+    W: np.ndarray                 # [n_hidden (n_inputs without a hidden layer), n_acts]
     b: np.ndarray                 # [n_acts]
     mu: np.ndarray                # [n_inputs] input standardisation
     sd: np.ndarray
@@ -415,6 +417,8 @@ class ActModel:
     un_b: np.ndarray | None = None    # [1]
     un_mu: np.ndarray | None = None
     un_sd: np.ndarray | None = None
+    hid_W: np.ndarray | None = None   # [n_inputs, n_hidden] sentence head's hidden layer
+    hid_b: np.ndarray | None = None   # [n_hidden]   (None: a linear sentence head)
 
     @property
     def uses_context(self) -> bool:
@@ -428,11 +432,20 @@ class ActModel:
         """[N, n_acts] probabilities; an act of the other speaker gets 0."""
         if X.shape[0] == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        P = _sigmoid(((X - self.mu) / self.sd) @ self.W + self.b).astype(np.float32)
+        P = _sigmoid(sentence_logits(((X - self.mu) / self.sd).astype(np.float32), self.W, self.b,
+                                     self.hid_W, self.hid_b)).astype(np.float32)
         sp = np.asarray(list(speakers))
         for j, a in enumerate(self.labels):
             P[sp != ACT_SPEAKER[a], j] = 0.0
         return P
+
+    @property
+    def sentence_head(self) -> dict[str, np.ndarray]:
+        """The sentence head's arrays (what a cross-fitted copy replaces)."""
+        out = {"W": self.W, "b": self.b}
+        if self.hid_W is not None:
+            out.update(hid_W=self.hid_W, hid_b=self.hid_b)
+        return out
 
     def answer_probs(self, Xa: np.ndarray) -> np.ndarray:
         """[pairs] P(the agent sentence answers the customer sentence); zeros without an
@@ -508,9 +521,14 @@ def load_act_model(directory: str | Path | None = None) -> ActModel:
                      W=z["W"], b=z["b"], mu=z["mu"], sd=z["sd"], call_W=z["call_W"],
                      call_b=z["call_b"], call_mu=z["call_mu"], call_sd=z["call_sd"], meta=doc,
                      **{k: z[k] for k in ("ans_W", "ans_b", "ans_mu", "ans_sd",
-                                          "un_W", "un_b", "un_mu", "un_sd") if k in z.files})
+                                          "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
+                        if k in z.files})
         n_in = m.mu.shape[0]
-        if m.W.shape != (n_in, len(m.labels)) or m.call_W.shape != (len(call_evidence_names()), 3):
+        if (m.hid_W is None) != (m.hid_b is None) or (
+                m.hid_W is not None and (m.hid_W.shape[0] != n_in or m.hid_b.shape != (m.hid_W.shape[1],))):
+            raise ActModelError(f"{d}: the sentence head's hidden layer does not match its inputs")
+        n_feed = n_in if m.hid_W is None else m.hid_W.shape[1]
+        if m.W.shape != (n_feed, len(m.labels)) or m.call_W.shape != (len(call_evidence_names()), 3):
             raise ActModelError(f"{d}: weight shapes do not match acts.json")
         if m.ans_W is not None and m.ans_W.shape != (len(answer_input_names(m.labels)),):
             raise ActModelError(f"{d}: answer head shape does not match this code's answer inputs")
@@ -569,3 +587,57 @@ def fit_softmax(X: np.ndarray, y: np.ndarray, k: int, l2: float, weight: np.ndar
     res = minimize(f, np.zeros(d * k + k), jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": iters})
     return (res.x[:d * k].reshape(d, k).astype(np.float32), res.x[d * k:].astype(np.float32))
+
+
+def sentence_logits(Xs: np.ndarray, W: np.ndarray, b: np.ndarray, hid_W: np.ndarray | None = None,
+                    hid_b: np.ndarray | None = None) -> np.ndarray:
+    """Logits of the sentence head on standardised inputs: ``relu(Xs hid_W + hid_b) W + b``,
+    or ``Xs W + b`` for a linear head."""
+    if hid_W is not None:
+        Xs = np.maximum(Xs @ hid_W + hid_b, 0.0)
+    return Xs @ W + b
+
+
+def fit_mlp(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, hidden: int, l2: float,
+            iters: int = 300, seed: int = 0) -> dict[str, np.ndarray]:
+    """Multi-label head with one ReLU hidden layer: sigmoid outputs per column of ``Y`` [N, k],
+    binary cross-entropy weighted per cell by ``weight`` [N, k] (0: the cell is not trained
+    on, e.g. an act of the other speaker or a label the row does not speak for), L2 on both
+    weight matrices.  Full-batch L-BFGS from a seeded start, in float32 with float64
+    parameters: the same data, seed and machine give the same bytes.  Returns the arrays
+    ``hid_W`` [d, hidden], ``hid_b``, ``W`` [hidden, k], ``b``."""
+    from scipy.optimize import minimize
+    rng = np.random.default_rng(seed)
+    Xt = np.ascontiguousarray(X, dtype=np.float32)
+    Yt = np.asarray(Y, np.float32)
+    Wt = np.asarray(weight, np.float32)
+    n, d = Xt.shape
+    k = Yt.shape[1]
+    shapes = [(d, hidden), (hidden,), (hidden, k), (k,)]
+    sizes = [int(np.prod(s)) for s in shapes]
+
+    def unpack(theta):
+        out, o = [], 0
+        for s, z in zip(shapes, sizes):
+            out.append(theta[o:o + z].reshape(s).astype(np.float32))
+            o += z
+        return out
+
+    def f(theta):
+        A, a, B, c = unpack(theta)
+        H = Xt @ A + a
+        R = np.maximum(H, 0.0)
+        Z = R @ B + c
+        loss = np.logaddexp(0.0, Z) - Yt * Z
+        G = Wt * (_sigmoid(Z) - Yt) / n
+        val = float((Wt * loss).sum(dtype=np.float64) / n
+                    + 0.5 * l2 * ((A.astype(np.float64) ** 2).sum() + (B.astype(np.float64) ** 2).sum()))
+        GR = (G @ B.T) * (H > 0)
+        grad = [Xt.T @ GR + l2 * A, GR.sum(0), R.T @ G + l2 * B, G.sum(0)]
+        return val, np.concatenate([g.ravel() for g in grad]).astype(np.float64)
+
+    theta0 = np.concatenate([rng.normal(0.0, 1.0 / math.sqrt(d), d * hidden), np.zeros(hidden),
+                             rng.normal(0.0, 1.0 / math.sqrt(hidden), hidden * k), np.zeros(k)])
+    res = minimize(f, theta0, jac=True, method="L-BFGS-B", options={"maxiter": iters})
+    A, a, B, c = unpack(res.x)
+    return {"hid_W": A, "hid_b": a, "W": B, "b": c}
