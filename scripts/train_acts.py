@@ -47,7 +47,7 @@ from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, EMB_DIM, MOD
 from callcoach.coaching.features import embed_with_context, normalise  # noqa: E402
 from scripts import coaching_data as data  # noqa: E402
 
-HUMAN_VERSION = "2026.12.1"
+HUMAN_VERSION = "2026.12.2"
 SEED = 20261205
 L2_GRID = (3e-3, 1e-2, 3e-2)
 # The sentence head's hidden layer: width, L2 and L-BFGS iterations, chosen on the train

@@ -229,3 +229,30 @@ def test_an_author_whose_concerns_trained_the_answer_head_is_read_cross_fitted(t
         if model:
             (d / a / "acts.npz").write_bytes(b"")
     assert data.crossfitted_authors(main) == {"author-x", "author-y"}
+
+
+def test_heldout_report_scores_each_author_with_the_head_that_did_not_learn_from_it():
+    """acts.json's leave-one-call-author-out figure: author x is read by x's head (which
+    ranks its acknowledgements right), author y by y's head (which ranks them backwards)."""
+    from callcoach.coaching.acts import ACTS
+    from scripts.train_acts import heldout_report
+    rng = np.random.default_rng(1)
+    n = 40
+    Xs = rng.normal(size=(2 * n, 2)).astype(np.float32)
+    Y = np.zeros((2 * n, len(ACTS)), bool)
+    j = ACTS.index("acknowledge")
+    Y[:, j] = Xs[:, 0] > 0
+    speakers = np.array(["agent"] * (2 * n))
+    authors = np.array(["calls-x"] * n + ["calls-y"] * n)
+
+    def head(sign):
+        W = np.zeros((2, len(ACTS)), np.float32)
+        W[0, j] = 10.0 * sign
+        return {"W": W, "b": np.full(len(ACTS), -5.0, np.float32)}
+
+    good = heldout_report(Xs, Y, speakers, authors, {"x": head(1), "y": head(1)})
+    assert good["per_act"]["acknowledge"]["ap"] == 1.0 and list(good["per_act"]) == ["acknowledge"]
+    mixed = heldout_report(Xs, Y, speakers, authors, {"x": head(1), "y": head(-1)})
+    assert mixed["authors"] == ["x", "y"]
+    assert 0.3 < mixed["per_act"]["acknowledge"]["ap"] < 0.9
+    assert mixed["per_act"]["acknowledge"]["recall"] < 0.75
