@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
 from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, EMB_DIM, MODEL_DIR,  # noqa: E402
-                                     call_evidence, fit_logistic, fit_mlp, fit_softmax,
-                                     save_act_model, sentence_inputs, sentence_logits)
+                                     SENTENCE_HEAD_ARRAYS, _sigmoid, call_evidence, fit_logistic,
+                                     fit_mlp, fit_softmax, save_act_model, sentence_inputs,
+                                     sentence_logits)
 from callcoach.coaching.features import embed_with_context, normalise  # noqa: E402
 from scripts import coaching_data as data  # noqa: E402
 
@@ -308,7 +309,7 @@ def mlp_head(Xs, Y, K, speakers, rows, hidden=MLP_HIDDEN, l2=MLP_L2, iters=MLP_I
     """The sentence head with a hidden layer (``acts.fit_mlp``) on the rows selected by
     ``rows``: every act is trained on its own speaker's rows whose label it is known for,
     its positives weighted sqrt(negatives / positives) as the linear heads are."""
-    spk = np.array([[s == ACT_SPEAKER[a] for a in ACTS] for s in speakers[rows]])
+    spk = speakers[rows][:, None] == np.array([ACT_SPEAKER[a] for a in ACTS])[None, :]
     M = (K[rows] & spk).astype(np.float32)
     Yr = Y[rows]
     pos = (Yr & (M > 0)).sum(0)
@@ -331,8 +332,7 @@ def heldout_report(Xs, Y, speakers, authors, heldout: dict) -> dict:
     te = np.zeros(len(Y), bool)
     for author, head in heldout.items():
         m = authors == f"calls-{author}"
-        P[m] = 1.0 / (1.0 + np.exp(-sentence_logits(Xs[m], **{k: head.get(k) for k in
-                                                              ("W", "b", "hid_W", "hid_b")})))
+        P[m] = _sigmoid(sentence_logits(Xs[m], **head))
         te |= m
     per = {}
     for j, a in enumerate(ACTS):
@@ -707,7 +707,7 @@ def main(argv=None) -> int:
         import callcoach.coaching.acts as acts_mod
         z = np.load(args.out / "acts.npz")
         doc = json.loads((args.out / "acts.json").read_text())
-        head = {k: z[k] for k in ("W", "b", "hid_W", "hid_b") if k in z.files}
+        head = {k: z[k] for k in SENTENCE_HEAD_ARRAYS if k in z.files}
         mu, sd = z["mu"], z["sd"]
         meta = {k: doc[k] for k in ("seed", "data_sha256", "context", "call_negatives",
                                     "call_sentence_labels", "corpus", "sentence_head", "encoder")
@@ -899,7 +899,7 @@ def _answer_head_only(args, t0) -> int:
         if not (d / "acts.npz").exists():
             raise SystemExit(f"--answer-head-only: no cross-fitted model at {d}: run a full training first")
         hz = np.load(d / "acts.npz")
-        heldout[a] = {k: hz[k] for k in ("W", "b", "hid_W", "hid_b") if k in hz.files}
+        heldout[a] = {k: hz[k] for k in SENTENCE_HEAD_ARRAYS if k in hz.files}
     return _concern_heads(args, arrays, meta, heldout, t0)
 
 

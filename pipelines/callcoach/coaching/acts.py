@@ -381,6 +381,11 @@ def unanswered_inputs(answer: Sequence[Sequence[float]], P: np.ndarray, labels: 
 # ---------------------------------------------------------------------------------------
 # the artefact
 # ---------------------------------------------------------------------------------------
+# The arrays of the sentence head (the hidden layer's two only in a model that has one): what
+# a cross-fitted copy of the model replaces.
+SENTENCE_HEAD_ARRAYS = ("W", "b", "hid_W", "hid_b")
+
+
 class ActModelError(RuntimeError):
     """The act model artefact is missing, corrupt or of another layout."""
 
@@ -438,14 +443,6 @@ class ActModel:
         for j, a in enumerate(self.labels):
             P[sp != ACT_SPEAKER[a], j] = 0.0
         return P
-
-    @property
-    def sentence_head(self) -> dict[str, np.ndarray]:
-        """The sentence head's arrays (what a cross-fitted copy replaces)."""
-        out = {"W": self.W, "b": self.b}
-        if self.hid_W is not None:
-            out.update(hid_W=self.hid_W, hid_b=self.hid_b)
-        return out
 
     def answer_probs(self, Xa: np.ndarray) -> np.ndarray:
         """[pairs] P(the agent sentence answers the customer sentence); zeros without an
