@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, ActModelError, MODEL_DIR, call_evidence,
-                                     fit_logistic, fit_mlp, load_act_model, opening_sentences,
-                                     save_act_model, signals)
+from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_EVIDENCE_ACTS, ActModelError, MODEL_DIR,
+                                     call_evidence, call_evidence_names, fit_logistic, fit_mlp,
+                                     load_act_model, opening_sentences, save_act_model, signals)
 from callcoach.coaching.features import features_batch
 from callcoach.transcript import Transcript, Turn
 
@@ -86,6 +86,56 @@ def test_hidden_layer_that_does_not_match_the_inputs_is_refused(tmp_path):
                   W=np.zeros((h.shape[1], len(m.labels)), np.float32))
     with pytest.raises(ActModelError, match="hidden layer"):
         save_act_model(tmp_path / "m", human_version="t", labels=m.labels, arrays=arrays, meta={})
+
+
+def test_call_evidence_per_act_is_max_hard_count_and_soft_count():
+    prob = {"upset": [0.2, 0.45, 0.45, 0.9], "transfer": [0.95, 0.1, 0.0, 0.6]}
+    ev = call_evidence(prob, 4, opening=1)
+    assert ev.shape == (3 * len(CALL_EVIDENCE_ACTS),)
+    i = 3 * CALL_EVIDENCE_ACTS.index("upset")
+    assert ev[i] == pytest.approx(0.9) and ev[i + 1] == pytest.approx(np.log(2))
+    assert ev[i + 2] == pytest.approx(np.log1p(2.0))
+    # the greeting's sentence is no evidence of a hand-off, for any kind
+    j = 3 * CALL_EVIDENCE_ACTS.index("transfer")
+    assert ev[j] == pytest.approx(0.6) and ev[j + 1] == pytest.approx(np.log(2))
+    assert ev[j + 2] == pytest.approx(np.log1p(0.7))
+    # the earlier layout is the same numbers without the soft count
+    old = call_evidence(prob, 4, opening=1, kinds=("max", "n"))
+    assert np.array_equal(old, ev.reshape(-1, 3)[:, :2].ravel())
+    assert not call_evidence({}, 0).any()
+
+
+def _arrays(m):
+    return {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd",
+                                       "ans_W", "ans_b", "ans_mu", "ans_sd",
+                                       "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
+            if getattr(m, k) is not None}
+
+
+@pytest.mark.parametrize("kinds", [("max", "n"), ("max", "n", "sum")])
+def test_an_artefact_reads_calls_in_the_evidence_layout_it_was_trained_on(tmp_path, kinds):
+    m = load_act_model()
+    rng = np.random.default_rng(3)
+    k = len(call_evidence_names(kinds))
+    arrays = {**_arrays(m), "call_W": rng.normal(size=(k, 3)).astype(np.float32),
+              "call_mu": np.zeros(k, np.float32), "call_sd": np.ones(k, np.float32)}
+    a = save_act_model(tmp_path / "a", human_version="t", labels=m.labels, arrays=arrays, meta={})
+    assert a.call_kinds == kinds
+    assert json.loads((tmp_path / "a" / "acts.json").read_text())["call_evidence"] == list(call_evidence_names(kinds))
+    prob = {"upset": [0.1, 0.8], "routine_request": [0.7, 0.0]}
+    ev = a.call_evidence(prob, 2)
+    assert np.array_equal(ev, call_evidence(prob, 2, kinds=kinds))
+    assert a.call_type_probs(ev).shape == (3,)
+    # a layout this code does not know is refused, naming the artefact
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    doc = json.loads((tmp_path / "c" / "acts.json").read_text())
+    doc["call_evidence"] = [f"mean:{x}" for x in CALL_EVIDENCE_ACTS]
+    (tmp_path / "c" / "acts.json").write_text(json.dumps(doc))
+    with pytest.raises(ActModelError, match="another input layout"):
+        load_act_model(tmp_path / "c")
+    with pytest.raises(ActModelError, match="no known evidence layout"):
+        save_act_model(tmp_path / "b", human_version="t", labels=m.labels,
+                       arrays={**arrays, "call_W": np.zeros((k + 1, 3), np.float32)}, meta={})
 
 
 def test_signals_are_exact_patterns_only():
@@ -163,7 +213,7 @@ def test_call_head_types_calls_from_their_evidence():
     probs = []
     for lines in (upset, routine, transfer):
         f, _ = _probs(lines)
-        probs.append(m.call_type_probs(call_evidence(
+        probs.append(m.call_type_probs(m.call_evidence(
             {a: np.asarray(v, np.float32) / 1000 for a, v in f["prob"].items()}, f["n"],
             opening_sentences(f["turn"]))))
     assert int(np.argmax(probs[0])) == 0 and int(np.argmax(probs[1])) == 2 and int(np.argmax(probs[2])) == 1

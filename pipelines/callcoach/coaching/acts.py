@@ -12,7 +12,8 @@ Two small heads over all-MiniLM-L6-v2 sentence embeddings (``features.MiniLMEnco
   sentences (a routine request, a transfer) informs the others.  An act
   belongs to one speaker; the other speaker's sentences get probability 0 for it.
 * the **call head**, a multinomial logistic regression over call-level evidence (per act:
-  the highest probability in the call and how many sentences carry it), gives
+  the highest probability in the call, how many sentences carry it and the sum of its
+  probabilities; ``CALL_EVIDENCE_KINDS``), gives
   P(escalation), P(handoff), P(standard).
 
 Both are trained by ``python -m scripts.train_acts`` (fixed seed, one command) from the
@@ -127,7 +128,17 @@ HANDOFF_EVIDENCE = ("transfer", "warm_transfer", "drop_ownership", "reexplain")
 ROUTINE_EVIDENCE = ("routine_request",)
 
 
-def call_head_bounds() -> list[tuple[float | None, float | None]]:
+# What the call head reads of each act (in this order per act): its highest probability in
+# the call, log(1 + sentences with p >= 0.5) and log(1 + the sum of its probabilities) (a
+# soft count: three sentences at 0.45 are evidence that a hard count misses, and one
+# garbled sentence at 0.99 weighs less than several clear ones).  An artefact names its
+# layout (acts.json "call_evidence"); those of EVIDENCE_LAYOUTS load, the first is what
+# training writes.
+CALL_EVIDENCE_KINDS = ("max", "n", "sum")
+EVIDENCE_LAYOUTS = (CALL_EVIDENCE_KINDS, ("max", "n"))
+
+
+def call_head_bounds(kinds: Sequence[str] = CALL_EVIDENCE_KINDS) -> list[tuple[float | None, float | None]]:
     """L-BFGS-B bounds for [W (n_inputs x 3) row-major, b (3)] of the call head: escalation
     rises with escalation evidence and ignores handoff evidence; handoff rises with handoff
     evidence and falls with escalation evidence (an upset customer's call stays an
@@ -135,7 +146,7 @@ def call_head_bounds() -> list[tuple[float | None, float | None]]:
     reference class (its logit is 0)."""
     out = []
     for a in CALL_EVIDENCE_ACTS:
-        for _kind in ("max", "n"):
+        for _kind in kinds:
             esc = (0.0, None) if a in ESCALATION_EVIDENCE else (None, 0.0) if a in ROUTINE_EVIDENCE else (0.0, 0.0)
             hand = ((0.0, None) if a in HANDOFF_EVIDENCE else
                     (None, 0.0) if a in ESCALATION_EVIDENCE + ROUTINE_EVIDENCE else (0.0, 0.0))
@@ -143,11 +154,13 @@ def call_head_bounds() -> list[tuple[float | None, float | None]]:
     return out + [(None, None), (None, None), (0.0, 0.0)]
 
 
-def call_evidence_names() -> tuple[str, ...]:
-    out = []
-    for a in CALL_EVIDENCE_ACTS:
-        out += [f"max:{a}", f"n:{a}"]
-    return tuple(out)
+def call_evidence_names(kinds: Sequence[str] = CALL_EVIDENCE_KINDS) -> tuple[str, ...]:
+    return tuple(f"{k}:{a}" for a in CALL_EVIDENCE_ACTS for k in kinds)
+
+
+def evidence_layout(names: Sequence[str]) -> tuple[str, ...] | None:
+    """The kinds of the known layout whose names are ``names`` (None: no known layout)."""
+    return next((k for k in EVIDENCE_LAYOUTS if list(call_evidence_names(k)) == list(names)), None)
 
 
 def opening_sentences(turn_of_sentence: Sequence[int]) -> int:
@@ -170,16 +183,27 @@ def without_opening_handoff(act: str, p: Sequence, opening: int) -> Sequence:
     return [0] * min(opening, len(p)) + list(p[opening:])
 
 
-def call_evidence(prob: Mapping[str, Sequence[float]], n: int, opening: int = 0) -> np.ndarray:
-    """Call-level inputs from per-sentence probabilities (0..1): per act, its highest
-    probability in the call and log(1 + number of sentences with p >= 0.5).  The first
-    ``opening`` sentences are no evidence of a hand-off (``without_opening_handoff``)."""
-    out = np.zeros(2 * len(CALL_EVIDENCE_ACTS), np.float32)
+def call_evidence(prob: Mapping[str, Sequence[float]], n: int, opening: int = 0,
+                  kinds: Sequence[str] = CALL_EVIDENCE_KINDS) -> np.ndarray:
+    """Call-level inputs from per-sentence probabilities (0..1): per act, the ``kinds``
+    (CALL_EVIDENCE_KINDS) of its probabilities in the call.  The first ``opening``
+    sentences are no evidence of a hand-off (``without_opening_handoff``)."""
+    nk = len(kinds)
+    out = np.zeros(nk * len(CALL_EVIDENCE_ACTS), np.float32)
     for i, a in enumerate(CALL_EVIDENCE_ACTS):
         p = np.asarray(without_opening_handoff(a, prob.get(a, ()), opening), np.float32)
-        if n and p.size:
-            out[2 * i] = float(p.max())
-            out[2 * i + 1] = math.log1p(float((p >= 0.5).sum()))
+        if not (n and p.size):
+            continue
+        for j, k in enumerate(kinds):
+            if k == "max":
+                v = float(p.max())
+            elif k == "n":
+                v = math.log1p(float((p >= 0.5).sum()))
+            elif k == "sum":
+                v = math.log1p(float(p.sum(dtype=np.float64)))
+            else:
+                raise ValueError(f"unknown call evidence kind {k!r}")
+            out[nk * i + j] = v
     return out
 
 
@@ -457,8 +481,18 @@ class ActModel:
             return np.zeros(Xu.shape[0], np.float32)
         return _sigmoid(((Xu - self.un_mu) / self.un_sd) @ self.un_W + self.un_b[0]).astype(np.float32)
 
+    @property
+    def call_kinds(self) -> tuple[str, ...]:
+        """The call evidence this artefact's call head reads (its acts.json layout)."""
+        return evidence_layout(self.meta.get("call_evidence", ())) or CALL_EVIDENCE_KINDS
+
+    def call_evidence(self, prob: Mapping[str, Sequence[float]], n: int, opening: int = 0) -> np.ndarray:
+        """``call_evidence`` in this artefact's layout."""
+        return call_evidence(prob, n, opening, self.call_kinds)
+
     def call_type_probs(self, evidence: np.ndarray) -> np.ndarray:
-        """[..., 3] P(escalation, handoff, standard) from call_evidence rows."""
+        """[..., 3] P(escalation, handoff, standard) from call_evidence rows in this
+        artefact's layout (``ActModel.call_evidence``)."""
         return _softmax(((evidence - self.call_mu) / self.call_sd) @ self.call_W + self.call_b)
 
 
@@ -475,11 +509,20 @@ def save_act_model(directory: Path, *, human_version: str, labels: Sequence[str]
     doc = {"schema": ARTEFACT_SCHEMA, "human_version": human_version, "sha256": sha,
            "version": f"acts-{human_version}+sha256:{sha[:8]}", "labels": list(labels),
            "signals": list(SIGNAL_NAMES), "ngram_buckets": NGRAM_BUCKETS,
-           "call_evidence": list(call_evidence_names()),
+           "call_evidence": list(call_evidence_names(_layout_of(arrays))),
            "call_types": list(CALL_TYPES), **dict(meta)}
     (directory / "acts.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     _CACHE.clear()
     return load_act_model(directory)
+
+
+def _layout_of(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+    """The evidence layout of a call head's weights: the known layout of its width."""
+    rows = np.shape(arrays["call_W"])[0] if "call_W" in arrays else None
+    for k in EVIDENCE_LAYOUTS:
+        if rows == len(call_evidence_names(k)):
+            return k
+    raise ActModelError(f"a call head of {rows} inputs matches no known evidence layout")
 
 
 _CACHE: dict[str, ActModel] = {}
@@ -508,7 +551,7 @@ def load_act_model(directory: str | Path | None = None) -> ActModel:
                                 f"acts.json says {str(doc.get('sha256'))[:12]}); the artefact is corrupt")
         if list(doc.get("signals", ())) != list(SIGNAL_NAMES) or \
                 doc.get("ngram_buckets") != NGRAM_BUCKETS or \
-                list(doc.get("call_evidence", ())) != list(call_evidence_names()):
+                evidence_layout(doc.get("call_evidence", ())) is None:
             raise ActModelError(f"{d}: trained with another input layout; retrain it")
         unknown = [a for a in doc["labels"] if a not in ACT_SPEAKER]
         if unknown:
@@ -525,7 +568,7 @@ def load_act_model(directory: str | Path | None = None) -> ActModel:
                 m.hid_W is not None and (m.hid_W.shape[0] != n_in or m.hid_b.shape != (m.hid_W.shape[1],))):
             raise ActModelError(f"{d}: the sentence head's hidden layer does not match its inputs")
         n_feed = n_in if m.hid_W is None else m.hid_W.shape[1]
-        if m.W.shape != (n_feed, len(m.labels)) or m.call_W.shape != (len(call_evidence_names()), 3):
+        if m.W.shape != (n_feed, len(m.labels)) or m.call_W.shape != (len(call_evidence_names(m.call_kinds)), 3):
             raise ActModelError(f"{d}: weight shapes do not match acts.json")
         if m.ans_W is not None and m.ans_W.shape != (len(answer_input_names(m.labels)),):
             raise ActModelError(f"{d}: answer head shape does not match this code's answer inputs")

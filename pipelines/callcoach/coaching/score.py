@@ -19,7 +19,7 @@ import polars as pl
 from ..report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
 from ..transcript import Transcript
 from . import detectors
-from .acts import CALL_EVIDENCE_ACTS, ActModel, call_evidence, load_act_model, opening_sentences
+from .acts import CALL_EVIDENCE_ACTS, ActModel, load_act_model, opening_sentences
 from .features import FEATURES_VERSION, features_batch, features_valid
 from .rules import RuleSet, default_ruleset
 
@@ -163,8 +163,8 @@ def call_type_probs(feats: Sequence[Mapping], model: ActModel | None = None) -> 
     model = model or load_act_model()
     if not feats:
         return np.zeros((0, 3), np.float32)
-    ev = np.stack([call_evidence({a: np.asarray(f["prob"].get(a, ()), np.float32) / 1000.0
-                                  for a in CALL_EVIDENCE_ACTS}, f["n"], opening_sentences(f["turn"]))
+    ev = np.stack([model.call_evidence({a: np.asarray(f["prob"].get(a, ()), np.float32) / 1000.0
+                                        for a in CALL_EVIDENCE_ACTS}, f["n"], opening_sentences(f["turn"]))
                    for f in feats])
     return model.call_type_probs(ev)
 
