@@ -41,14 +41,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
-from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, EMB_DIM, MODEL_DIR,  # noqa: E402
+from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, EMB_DIM, ESCALATION_EVIDENCE,  # noqa: E402
+                                     HANDOFF_EVIDENCE, MODEL_DIR, ROUTINE_EVIDENCE,
                                      SENTENCE_HEAD_ARRAYS, _sigmoid, call_evidence, fit_logistic,
                                      fit_mlp, fit_softmax, save_act_model, sentence_inputs,
                                      sentence_logits)
 from callcoach.coaching.features import embed_with_context, normalise  # noqa: E402
 from scripts import coaching_data as data  # noqa: E402
 
-HUMAN_VERSION = "2026.12.2"
+HUMAN_VERSION = "2026.12.3"
 SEED = 20261205
 L2_GRID = (3e-3, 1e-2, 3e-2)
 # The sentence head's hidden layer: width, L2 and L-BFGS iterations, chosen on the train
@@ -367,8 +368,7 @@ def fit_heads(Xs, Y, K, speakers, l2, rows=None):
 def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool = True):
     """Call-level evidence of every call of a split (of the authors in ``only``), from
     script text and ASR text, and of the insights dev calls (``insights``)."""
-    from callcoach.coaching.acts import call_evidence_names, load_act_model
-    from callcoach.coaching.features import features_batch
+    from callcoach.coaching.acts import load_act_model
     model = load_act_model(model_dir)
     trs, ys, authors, kinds = [], [], [], []
     for author, _p, script in data.call_scripts(split):
@@ -392,11 +392,75 @@ def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool 
                 ys.append(CALL_TYPES.index(call_type))
                 authors.append("insights-dev")
                 kinds.append(kind)
+    return _evidence(trs, model), np.array(ys), np.array(authors), np.array(kinds)
+
+
+def _evidence(trs: list, model) -> np.ndarray:
+    """[calls, call evidence] of transcripts read by ``model``."""
+    from callcoach.coaching.acts import call_evidence_names, opening_sentences
+    from callcoach.coaching.features import features_batch
     feats = features_batch(trs, act_model=model)
-    from callcoach.coaching.acts import opening_sentences
-    E = np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]}, f["n"],
-                                opening_sentences(f["turn"])) for f in feats]) if feats else np.zeros((0, len(call_evidence_names())), np.float32)
-    return E, np.array(ys), np.array(authors), np.array(kinds)
+    if not feats:
+        return np.zeros((0, len(call_evidence_names())), np.float32)
+    return np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]},
+                                   f["n"], opening_sentences(f["turn"])) for f in feats])
+
+
+# A call's type rests on a few of its sentences: the customer's upset or threat, the agent's
+# transfer.  The labelled calls are all of some length, so a call head trained on them alone
+# learns that evidence accumulates, and a short call ("I'll transfer you to a colleague"
+# and little else, common on a real switchboard) falls back to standard.  Each labelled
+# train call is therefore also read cut down to what types it: the agent's greeting, the
+# customer's first sentence and every sentence its author labelled with an act that is
+# evidence of the call's type (CALL_TYPE_EVIDENCE; for a standard call the first routine
+# request and the agent's reply), in call order, with the call's type.
+CALL_TYPE_EVIDENCE = {"escalation": ESCALATION_EVIDENCE, "handoff": HANDOFF_EVIDENCE,
+                      "standard": ROUTINE_EVIDENCE}
+
+
+def short_call(call_id: str, call_type: str, sentences: list[dict]):
+    """The call of ``sentences`` (``coaching_data.call_sentence_acts`` rows) cut down to what
+    types it as ``call_type``; None when no sentence carries its type's evidence."""
+    from callcoach.transcript import Transcript, Turn
+    wanted = set(CALL_TYPE_EVIDENCE[call_type])
+    ev = [r for r in sentences if set(r["acts"]) & wanted]
+    if not ev:
+        return None
+    if call_type == "standard":
+        reply = [r for r in sentences if r["k"] > ev[0]["k"] and r["speaker"] == "agent"][:1]
+        body = ev[:1] + reply
+    else:
+        first = next((r for r in sentences if r["speaker"] == "customer"), None)
+        body = ([first] if first is not None else []) + ev
+    greeting = sentences[:1] if sentences and sentences[0]["speaker"] == "agent" else []
+    turns: list = []
+    t = 0.0
+    for r in sorted({r["k"]: r for r in greeting + body}.values(), key=lambda r: r["k"]):
+        if turns and turns[-1].speaker == r["speaker"]:
+            last = turns[-1]
+            turns[-1] = Turn(speaker=last.speaker, start=last.start, end=t + 3.0, text=f"{last.text} {r['text']}")
+        else:
+            turns.append(Turn(speaker=r["speaker"], start=t, end=t + 3.0, text=r["text"]))
+        t += 3.5
+    return Transcript(call_id=f"{call_id}#short", turns=tuple(turns), duration_s=t)
+
+
+def short_call_rows(author: str, model_dir: Path):
+    """Call-head rows of ``author``'s labelled train calls cut down (``short_call``), as text
+    and in lower case without punctuation, read by the act model at ``model_dir``."""
+    from callcoach.coaching.acts import load_act_model
+    types = {s["call_id"]: s["labels"]["call_type"] for a, _p, s in data.call_scripts("train") if a == author}
+    trs, ys = [], []
+    for cid, rows in sorted(data.call_sentence_acts(author).items()):
+        tr = short_call(cid, types[cid], rows)
+        if tr is None:
+            continue
+        for t in (tr, data.plain_transcript(tr)):
+            trs.append(t)
+            ys.append(CALL_TYPES.index(types[cid]))
+    n = len(ys)
+    return (_evidence(trs, load_act_model(model_dir)), np.array(ys, int), np.array([author] * n),
+            np.array(["short"] * n))
 
 
 def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
@@ -802,16 +866,19 @@ def _call_head(args, head, mu, sd, meta, t0, heldout=None) -> int:
             save_act_model(d, human_version="heldout", labels=ACTS,
                            arrays={**h, "mu": mu, "sd": sd, **blank}, meta={})
             parts.append(call_rows("train", d, only={author}, insights=False))
+            parts.append(short_call_rows(author, d))
     E, y, cauthors, kinds = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if len(set(y.tolist())) < 3:
         raise SystemExit("call head: the train split needs calls of all three types "
                          f"(found {np.bincount(y, minlength=3).tolist()})")
-    print(f"call head: {len(y)} training transcripts ({int((kinds == 'asr').sum())} recognised) "
+    print(f"call head: {len(y)} training transcripts ({int((kinds == 'asr').sum())} recognised, "
+          f"{int((kinds == 'short').sum())} cut down to what types them) "
           f"from {len(set(cauthors))} authors; types {np.bincount(y, minlength=3).tolist()}"
           + (f"; {', '.join(sorted(heldout))} read by cross-fitted sentence heads" if heldout else ""))
     cW, cb, cmu, csd, cl2, ccv = call_head(E, y, cauthors)
     arrays.update(call_W=cW, call_b=cb, call_mu=cmu, call_sd=csd)
     meta["call_head"] = {"l2": cl2, "transcripts": int(len(y)), "recognised": int((kinds == "asr").sum()),
+                         "short": int((kinds == "short").sum()),
                          "cv_leave_one_author_out": ccv}
     return _concern_heads(args, arrays, meta, heldout, t0)
 

@@ -256,3 +256,41 @@ def test_heldout_report_scores_each_author_with_the_head_that_did_not_learn_from
     assert mixed["authors"] == ["x", "y"]
     assert 0.3 < mixed["per_act"]["acknowledge"]["ap"] < 0.9
     assert mixed["per_act"]["acknowledge"]["recall"] < 0.75
+
+
+def _rows(*lines):
+    return [{"k": k, "speaker": sp, "text": tx, "acts": list(acts)} for k, (sp, tx, acts) in enumerate(lines)]
+
+
+def test_a_call_cut_down_to_what_types_it_keeps_its_evidence_in_order():
+    from scripts.train_acts import short_call
+    rows = _rows(("agent", "Morning, Fenwick Lettings, Priya speaking.", ()),
+                 ("customer", "Hi, it's about the flat on Orchard Row.", ()),
+                 ("customer", "The boiler's packed in for the third time since March.", ("failure_reported",)),
+                 ("agent", "Let me pull up the job history.", ("action_now",)),
+                 ("customer", "Honestly I'm fed up, I've got a baby in the house.", ("upset",)),
+                 ("agent", "Okay.", ()),
+                 ("customer", "If it's not fixed by Friday I'm going to the council.", ("cancel_threat",)))
+    tr = short_call("c1", "escalation", rows)
+    assert tr.call_id == "c1#short"
+    assert [t.speaker for t in tr.turns] == ["agent", "customer"]
+    # the customer's first sentence and every escalation sentence, one turn, in call order
+    assert tr.turns[1].text == " ".join(r["text"] for r in rows[1:3] + rows[4:5] + rows[6:7])
+    assert all(a.end <= b.start for a, b in zip(tr.turns, tr.turns[1:]))
+    # a handoff: the agent's transfer sentence is kept, the rest of the agent's talk is not
+    hand = _rows(("agent", "Support, Tomasz here.", ()),
+                 ("customer", "My payroll export keeps failing at step two.", ("failure_reported",)),
+                 ("agent", "Right, can you read me the error code?", ("troubleshoot",)),
+                 ("agent", "That one is for our integrations team, I'm putting you through to them now.", ("transfer",)))
+    tr = short_call("c2", "handoff", hand)
+    assert [t.text for t in tr.turns] == [hand[0]["text"], hand[1]["text"], hand[3]["text"]]
+    # a standard call: the first routine request and the agent's reply to it
+    std = _rows(("agent", "Hello, Ridgeway Water.", ()),
+                ("customer", "Could I move my payment date to the 28th?", ("routine_request",)),
+                ("agent", "Of course, what's your account number?", ("clarify",)),
+                ("customer", "And can I get paper bills too?", ("routine_request",)))
+    tr = short_call("c3", "standard", std)
+    assert [t.text for t in tr.turns] == [std[0]["text"], std[1]["text"], std[2]["text"]]
+    # nothing labelled with its type's evidence: no cut-down call
+    assert short_call("c4", "handoff", std) is None
+
