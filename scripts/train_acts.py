@@ -41,15 +41,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach package of this tree
 
-from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_TYPES, EMB_DIM, ESCALATION_EVIDENCE,  # noqa: E402
-                                     HANDOFF_EVIDENCE, MODEL_DIR, ROUTINE_EVIDENCE,
+from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_EVIDENCE_KINDS, CALL_TYPES, EMB_DIM,  # noqa: E402
+                                     ESCALATION_EVIDENCE, EVIDENCE_LAYOUTS, HANDOFF_EVIDENCE,
+                                     MODEL_DIR, ROUTINE_EVIDENCE, call_evidence_names,
                                      SENTENCE_HEAD_ARRAYS, _sigmoid, call_evidence, fit_logistic,
                                      fit_mlp, fit_softmax, save_act_model, sentence_inputs,
                                      sentence_logits)
 from callcoach.coaching.features import embed_with_context, normalise  # noqa: E402
 from scripts import coaching_data as data  # noqa: E402
 
-HUMAN_VERSION = "2026.12.3"
+HUMAN_VERSION = "2026.12.2"
 SEED = 20261205
 L2_GRID = (3e-3, 1e-2, 3e-2)
 # The sentence head's hidden layer: width, L2 and L-BFGS iterations, chosen on the train
@@ -365,7 +366,8 @@ def fit_heads(Xs, Y, K, speakers, l2, rows=None):
     return W, b
 
 
-def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool = True):
+def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool = True,
+              evidence=CALL_EVIDENCE_KINDS):
     """Call-level evidence of every call of a split (of the authors in ``only``), from
     script text and ASR text, and of the insights dev calls (``insights``)."""
     from callcoach.coaching.acts import load_act_model
@@ -392,28 +394,30 @@ def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool 
                 ys.append(CALL_TYPES.index(call_type))
                 authors.append("insights-dev")
                 kinds.append(kind)
-    return _evidence(trs, model), np.array(ys), np.array(authors), np.array(kinds)
+    return _evidence(trs, model, evidence), np.array(ys), np.array(authors), np.array(kinds)
 
 
-def _evidence(trs: list, model) -> np.ndarray:
-    """[calls, call evidence] of transcripts read by ``model``."""
-    from callcoach.coaching.acts import call_evidence_names, opening_sentences
+def _evidence(trs: list, model, kinds=CALL_EVIDENCE_KINDS) -> np.ndarray:
+    """[calls, call evidence (of ``kinds``)] of transcripts read by ``model``."""
+    from callcoach.coaching.acts import opening_sentences
     from callcoach.coaching.features import features_batch
     feats = features_batch(trs, act_model=model)
     if not feats:
-        return np.zeros((0, len(call_evidence_names())), np.float32)
+        return np.zeros((0, len(call_evidence_names(kinds))), np.float32)
     return np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]},
-                                   f["n"], opening_sentences(f["turn"])) for f in feats])
+                                   f["n"], opening_sentences(f["turn"]), kinds) for f in feats])
 
 
 # A call's type rests on a few of its sentences: the customer's upset or threat, the agent's
 # transfer.  The labelled calls are all of some length, so a call head trained on them alone
-# learns that evidence accumulates, and a short call ("I'll transfer you to a colleague"
-# and little else, common on a real switchboard) falls back to standard.  Each labelled
-# train call is therefore also read cut down to what types it: the agent's greeting, the
-# customer's first sentence and every sentence its author labelled with an act that is
-# evidence of the call's type (CALL_TYPE_EVIDENCE; for a standard call the first routine
-# request and the agent's reply), in call order, with the call's type.
+# may learn that evidence accumulates, and a short call ("I'll transfer you to a colleague"
+# and little else) fall back to standard.  With --short-calls each labelled train call is
+# also read cut down to what types it: the agent's greeting, the customer's first sentence
+# and every sentence its author labelled with an act that is evidence of the call's type
+# (CALL_TYPE_EVIDENCE; for a standard call the first routine request and the agent's reply),
+# in call order, with the call's type.  (Tried 2026-12-07 with the soft count: it kept a bare
+# transfer a handoff, but typed more routine calls otherwise on the train split; see
+# docs/coaching.md.)
 CALL_TYPE_EVIDENCE = {"escalation": ESCALATION_EVIDENCE, "handoff": HANDOFF_EVIDENCE,
                       "standard": ROUTINE_EVIDENCE}
 
@@ -445,7 +449,7 @@ def short_call(call_id: str, call_type: str, sentences: list[dict]):
     return Transcript(call_id=f"{call_id}#short", turns=tuple(turns), duration_s=t)
 
 
-def short_call_rows(author: str, model_dir: Path):
+def short_call_rows(author: str, model_dir: Path, kinds=CALL_EVIDENCE_KINDS):
     """Call-head rows of ``author``'s labelled train calls cut down (``short_call``), as text
     and in lower case without punctuation, read by the act model at ``model_dir``."""
     from callcoach.coaching.acts import load_act_model
@@ -459,15 +463,15 @@ def short_call_rows(author: str, model_dir: Path):
             trs.append(t)
             ys.append(CALL_TYPES.index(types[cid]))
     n = len(ys)
-    return (_evidence(trs, load_act_model(model_dir)), np.array(ys, int), np.array([author] * n),
+    return (_evidence(trs, load_act_model(model_dir), kinds), np.array(ys, int), np.array([author] * n),
             np.array(["short"] * n))
 
 
-def call_head(E, y, authors, grid=CALL_L2_GRID, log=print):
+def call_head(E, y, authors, grid=CALL_L2_GRID, log=print, kinds=CALL_EVIDENCE_KINDS):
     """Sign-constrained multinomial logistic regression on raw evidence (no standardisation,
     so the signs mean what call_head_bounds says); L2 by leave-one-author-out NLL."""
     from callcoach.coaching.acts import call_head_bounds
-    bounds = call_head_bounds()
+    bounds = call_head_bounds(kinds)
     mu = np.zeros(E.shape[1], np.float32)
     sd = np.ones(E.shape[1], np.float32)
     counts = np.bincount(y, minlength=3).astype(float)
@@ -760,6 +764,13 @@ def main(argv=None) -> int:
     ap.add_argument("--head", choices=("mlp", "linear"), default="mlp",
                     help="the sentence head: one hidden layer shared by the acts (default) or "
                          "one logistic regression per act")
+    ap.add_argument("--call-evidence", type=lambda v: tuple(v.split(",")), default=CALL_EVIDENCE_KINDS,
+                    choices=EVIDENCE_LAYOUTS, metavar="KINDS",
+                    help="what the call head reads of each act: max,n (default) or max,n,sum "
+                         "(adds a soft count; tried 2026-12-07, did not win)")
+    ap.add_argument("--short-calls", action="store_true",
+                    help="the call head also learns from each labelled train call cut down to "
+                         "what types it (short_call; tried 2026-12-07, did not win)")
     ap.add_argument("--l2", type=float, default=None,
                     help="use this L2 for the sentence head instead of choosing it by CV (quick runs)")
     args = ap.parse_args(argv)
@@ -850,7 +861,8 @@ def _call_head(args, head, mu, sd, meta, t0, heldout=None) -> int:
     read its calls with."""
     import tempfile
     heldout = heldout or {}
-    n_call = 2 * len(__import__("callcoach.coaching.acts", fromlist=["x"]).CALL_EVIDENCE_ACTS)
+    kinds = tuple(getattr(args, "call_evidence", None) or CALL_EVIDENCE_KINDS)
+    n_call = len(call_evidence_names(kinds))
     blank = {"call_W": np.zeros((n_call, 3)), "call_b": np.zeros(3), "call_mu": np.zeros(n_call),
              "call_sd": np.ones(n_call)}
     arrays = {**head, "mu": mu, "sd": sd, **blank}
@@ -859,27 +871,28 @@ def _call_head(args, head, mu, sd, meta, t0, heldout=None) -> int:
     save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
     from callcoach.coaching.acts import load_act_model
     others = [a for a in data.splits()["train"] if a not in heldout]
-    parts = [call_rows("train", args.out, only=set(others))]
+    parts = [call_rows("train", args.out, only=set(others), evidence=kinds)]
     with tempfile.TemporaryDirectory() as tmp:
         for author, h in sorted(heldout.items()):
             d = Path(tmp) / author
             save_act_model(d, human_version="heldout", labels=ACTS,
                            arrays={**h, "mu": mu, "sd": sd, **blank}, meta={})
-            parts.append(call_rows("train", d, only={author}, insights=False))
-            parts.append(short_call_rows(author, d))
-    E, y, cauthors, kinds = (np.concatenate([p[i] for p in parts]) for i in range(4))
+            parts.append(call_rows("train", d, only={author}, insights=False, evidence=kinds))
+            if getattr(args, "short_calls", False):
+                parts.append(short_call_rows(author, d, kinds))
+    E, y, cauthors, sources = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if len(set(y.tolist())) < 3:
         raise SystemExit("call head: the train split needs calls of all three types "
                          f"(found {np.bincount(y, minlength=3).tolist()})")
-    print(f"call head: {len(y)} training transcripts ({int((kinds == 'asr').sum())} recognised, "
-          f"{int((kinds == 'short').sum())} cut down to what types them) "
+    n_short = int((sources == "short").sum())
+    print(f"call head: {len(y)} training transcripts ({int((sources == 'asr').sum())} recognised"
+          + (f", {n_short} cut down to what types them" if n_short else "") + ") "
           f"from {len(set(cauthors))} authors; types {np.bincount(y, minlength=3).tolist()}"
           + (f"; {', '.join(sorted(heldout))} read by cross-fitted sentence heads" if heldout else ""))
-    cW, cb, cmu, csd, cl2, ccv = call_head(E, y, cauthors)
+    cW, cb, cmu, csd, cl2, ccv = call_head(E, y, cauthors, kinds=kinds)
     arrays.update(call_W=cW, call_b=cb, call_mu=cmu, call_sd=csd)
-    meta["call_head"] = {"l2": cl2, "transcripts": int(len(y)), "recognised": int((kinds == "asr").sum()),
-                         "short": int((kinds == "short").sum()),
-                         "cv_leave_one_author_out": ccv}
+    meta["call_head"] = {"l2": cl2, "transcripts": int(len(y)), "recognised": int((sources == "asr").sum()),
+                         "cv_leave_one_author_out": ccv, **({"short": n_short} if n_short else {})}
     return _concern_heads(args, arrays, meta, heldout, t0)
 
 

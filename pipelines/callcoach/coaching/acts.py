@@ -12,8 +12,8 @@ Two small heads over all-MiniLM-L6-v2 sentence embeddings (``features.MiniLMEnco
   sentences (a routine request, a transfer) informs the others.  An act
   belongs to one speaker; the other speaker's sentences get probability 0 for it.
 * the **call head**, a multinomial logistic regression over call-level evidence (per act:
-  the highest probability in the call, how many sentences carry it and the sum of its
-  probabilities; ``CALL_EVIDENCE_KINDS``), gives
+  the highest probability in the call and how many sentences carry it;
+  ``CALL_EVIDENCE_KINDS``), gives
   P(escalation), P(handoff), P(standard).
 
 Both are trained by ``python -m scripts.train_acts`` (fixed seed, one command) from the
@@ -129,13 +129,14 @@ ROUTINE_EVIDENCE = ("routine_request",)
 
 
 # What the call head reads of each act (in this order per act): its highest probability in
-# the call, log(1 + sentences with p >= 0.5) and log(1 + the sum of its probabilities) (a
-# soft count: three sentences at 0.45 are evidence that a hard count misses, and one
-# garbled sentence at 0.99 weighs less than several clear ones).  An artefact names its
-# layout (acts.json "call_evidence"); those of EVIDENCE_LAYOUTS load, the first is what
-# training writes.
-CALL_EVIDENCE_KINDS = ("max", "n", "sum")
-EVIDENCE_LAYOUTS = (CALL_EVIDENCE_KINDS, ("max", "n"))
+# the call ("max"), log(1 + sentences with p >= 0.5) ("n") and, in the soft-count layout
+# (``train_acts --call-evidence max,n,sum``), log(1 + the sum of its probabilities) ("sum":
+# several sentences just under 0.5 are evidence a hard count misses).  An artefact names
+# its layout (acts.json "call_evidence"); those of EVIDENCE_LAYOUTS load.  Training writes
+# CALL_EVIDENCE_KINDS unless told otherwise: the soft count did not win (docs/coaching.md,
+# 2026-12-07, fourth round).
+CALL_EVIDENCE_KINDS = ("max", "n")
+EVIDENCE_LAYOUTS = (CALL_EVIDENCE_KINDS, ("max", "n", "sum"))
 
 
 def call_head_bounds(kinds: Sequence[str] = CALL_EVIDENCE_KINDS) -> list[tuple[float | None, float | None]]:
