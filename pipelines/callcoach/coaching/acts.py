@@ -28,6 +28,7 @@ Inference is numpy only: deterministic, no torch, no network.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -482,9 +483,10 @@ class ActModel:
             return np.zeros(Xu.shape[0], np.float32)
         return _sigmoid(((Xu - self.un_mu) / self.un_sd) @ self.un_W + self.un_b[0]).astype(np.float32)
 
-    @property
+    @functools.cached_property
     def call_kinds(self) -> tuple[str, ...]:
-        """The call evidence this artefact's call head reads (its acts.json layout)."""
+        """The call evidence this artefact's call head reads (its acts.json layout; read once
+        per loaded artefact, not per call)."""
         return evidence_layout(self.meta.get("call_evidence", ())) or CALL_EVIDENCE_KINDS
 
     def call_evidence(self, prob: Mapping[str, Sequence[float]], n: int, opening: int = 0) -> np.ndarray:
