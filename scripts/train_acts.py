@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach packa
 from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_EVIDENCE_KINDS, CALL_TYPES, EMB_DIM,  # noqa: E402
                                      ESCALATION_EVIDENCE, EVIDENCE_LAYOUTS, HANDOFF_EVIDENCE,
                                      MODEL_DIR, ROUTINE_EVIDENCE, call_evidence_names,
-                                     SENTENCE_HEAD_ARRAYS, _sigmoid, call_evidence, fit_logistic,
+                                     SENTENCE_HEAD_ARRAYS, _sigmoid, fit_logistic,
                                      fit_mlp, fit_softmax, save_act_model, sentence_inputs,
                                      sentence_logits)
 from callcoach.coaching.features import embed_with_context, normalise  # noqa: E402
@@ -366,10 +366,10 @@ def fit_heads(Xs, Y, K, speakers, l2, rows=None):
     return W, b
 
 
-def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool = True,
-              evidence=CALL_EVIDENCE_KINDS):
-    """Call-level evidence of every call of a split (of the authors in ``only``), from
-    script text and ASR text, and of the insights dev calls (``insights``)."""
+def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool = True):
+    """Call-level evidence (in the layout of the model at ``model_dir``) of every call of a
+    split (of the authors in ``only``), from script text and ASR text, and of the insights
+    dev calls (``insights``)."""
     from callcoach.coaching.acts import load_act_model
     model = load_act_model(model_dir)
     trs, ys, authors, kinds = [], [], [], []
@@ -394,18 +394,15 @@ def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool 
                 ys.append(CALL_TYPES.index(call_type))
                 authors.append("insights-dev")
                 kinds.append(kind)
-    return _evidence(trs, model, evidence), np.array(ys), np.array(authors), np.array(kinds)
+    return _evidence(trs, model), np.array(ys), np.array(authors), np.array(kinds)
 
 
-def _evidence(trs: list, model, kinds=CALL_EVIDENCE_KINDS) -> np.ndarray:
-    """[calls, call evidence (of ``kinds``)] of transcripts read by ``model``."""
-    from callcoach.coaching.acts import opening_sentences
+def _evidence(trs: list, model) -> np.ndarray:
+    """[calls, call evidence] of transcripts read by ``model``, in its evidence layout (the
+    scorer's own ``call_evidence_rows``)."""
     from callcoach.coaching.features import features_batch
-    feats = features_batch(trs, act_model=model)
-    if not feats:
-        return np.zeros((0, len(call_evidence_names(kinds))), np.float32)
-    return np.stack([call_evidence({a: np.asarray(f["prob"][a], np.float32) / 1000 for a in f["prob"]},
-                                   f["n"], opening_sentences(f["turn"]), kinds) for f in feats])
+    from callcoach.coaching.score import call_evidence_rows
+    return call_evidence_rows(features_batch(trs, act_model=model), model)
 
 
 # A call's type rests on a few of its sentences: the customer's upset or threat, the agent's
@@ -449,9 +446,10 @@ def short_call(call_id: str, call_type: str, sentences: list[dict]):
     return Transcript(call_id=f"{call_id}#short", turns=tuple(turns), duration_s=t)
 
 
-def short_call_rows(author: str, model_dir: Path, kinds=CALL_EVIDENCE_KINDS):
+def short_call_rows(author: str, model_dir: Path):
     """Call-head rows of ``author``'s labelled train calls cut down (``short_call``), as text
-    and in lower case without punctuation, read by the act model at ``model_dir``."""
+    and in lower case without punctuation, read by the act model at ``model_dir`` (in its
+    evidence layout)."""
     from callcoach.coaching.acts import load_act_model
     types = {s["call_id"]: s["labels"]["call_type"] for a, _p, s in data.call_scripts("train") if a == author}
     trs, ys = [], []
@@ -463,7 +461,7 @@ def short_call_rows(author: str, model_dir: Path, kinds=CALL_EVIDENCE_KINDS):
             trs.append(t)
             ys.append(CALL_TYPES.index(types[cid]))
     n = len(ys)
-    return (_evidence(trs, load_act_model(model_dir), kinds), np.array(ys, int), np.array([author] * n),
+    return (_evidence(trs, load_act_model(model_dir)), np.array(ys, int), np.array([author] * n),
             np.array(["short"] * n))
 
 
@@ -779,7 +777,6 @@ def main(argv=None) -> int:
     if args.answer_head_only:
         return _answer_head_only(args, t0)
     if args.call_head_only:
-        import callcoach.coaching.acts as acts_mod
         z = np.load(args.out / "acts.npz")
         doc = json.loads((args.out / "acts.json").read_text())
         head = {k: z[k] for k in SENTENCE_HEAD_ARRAYS if k in z.files}
@@ -861,7 +858,9 @@ def _call_head(args, head, mu, sd, meta, t0, heldout=None) -> int:
     read its calls with."""
     import tempfile
     heldout = heldout or {}
-    kinds = tuple(getattr(args, "call_evidence", None) or CALL_EVIDENCE_KINDS)
+    # the provisional and cross-fitted artefacts below carry a blank call head of this width,
+    # so they read calls in this layout (acts._layout_of)
+    kinds = args.call_evidence
     n_call = len(call_evidence_names(kinds))
     blank = {"call_W": np.zeros((n_call, 3)), "call_b": np.zeros(3), "call_mu": np.zeros(n_call),
              "call_sd": np.ones(n_call)}
@@ -869,17 +868,16 @@ def _call_head(args, head, mu, sd, meta, t0, heldout=None) -> int:
     # the call head is trained on features of the sentence head: write a provisional
     # artefact with an uninformative call head first
     save_act_model(args.out, human_version=HUMAN_VERSION, labels=ACTS, arrays=arrays, meta=meta)
-    from callcoach.coaching.acts import load_act_model
     others = [a for a in data.splits()["train"] if a not in heldout]
-    parts = [call_rows("train", args.out, only=set(others), evidence=kinds)]
+    parts = [call_rows("train", args.out, only=set(others))]
     with tempfile.TemporaryDirectory() as tmp:
         for author, h in sorted(heldout.items()):
             d = Path(tmp) / author
             save_act_model(d, human_version="heldout", labels=ACTS,
                            arrays={**h, "mu": mu, "sd": sd, **blank}, meta={})
-            parts.append(call_rows("train", d, only={author}, insights=False, evidence=kinds))
-            if getattr(args, "short_calls", False):
-                parts.append(short_call_rows(author, d, kinds))
+            parts.append(call_rows("train", d, only={author}, insights=False))
+            if args.short_calls:
+                parts.append(short_call_rows(author, d))
     E, y, cauthors, sources = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if len(set(y.tolist())) < 3:
         raise SystemExit("call head: the train split needs calls of all three types "
@@ -905,7 +903,6 @@ def _concern_heads(args, arrays, meta, heldout, t0) -> int:
     not learn from them, and each episode author's episodes by the answer head that did not
     learn from them, so the concern head learns from the answer scores a new call gets."""
     import tempfile
-    from callcoach.coaching.acts import load_act_model
     with_concerns = [a for a in data.splits()["train"] if data.call_concerns(a)]
     eps = {} if args.no_episodes else episode_items_by_author()
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ import polars as pl
 from ..report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
 from ..transcript import Transcript
 from . import detectors
-from .acts import CALL_EVIDENCE_ACTS, ActModel, load_act_model, opening_sentences
+from .acts import CALL_EVIDENCE_ACTS, ActModel, call_evidence_names, load_act_model, opening_sentences
 from .features import FEATURES_VERSION, features_batch, features_valid
 from .rules import RuleSet, default_ruleset
 
@@ -158,15 +158,22 @@ def interruptions(tr: Transcript, min_overlap_s: float,
     return out["agent"], out["customer"]
 
 
+def call_evidence_rows(feats: Sequence[Mapping], model: ActModel | None = None) -> np.ndarray:
+    """[n_calls, call evidence] of stored features, in the act model's evidence layout."""
+    model = model or load_act_model()
+    if not feats:
+        return np.zeros((0, len(call_evidence_names(model.call_kinds))), np.float32)
+    return np.stack([model.call_evidence({a: np.asarray(f["prob"].get(a, ()), np.float32) / 1000.0
+                                          for a in CALL_EVIDENCE_ACTS}, f["n"], opening_sentences(f["turn"]))
+                     for f in feats])
+
+
 def call_type_probs(feats: Sequence[Mapping], model: ActModel | None = None) -> np.ndarray:
     """[n_calls, 3] P(escalation, handoff, standard) from the act model's call head."""
     model = model or load_act_model()
     if not feats:
         return np.zeros((0, 3), np.float32)
-    ev = np.stack([model.call_evidence({a: np.asarray(f["prob"].get(a, ()), np.float32) / 1000.0
-                                        for a in CALL_EVIDENCE_ACTS}, f["n"], opening_sentences(f["turn"]))
-                   for f in feats])
-    return model.call_type_probs(ev)
+    return model.call_type_probs(call_evidence_rows(feats, model))
 
 
 def _classify(p: np.ndarray, rs: RuleSet) -> tuple[str, float, dict[str, float]]:
