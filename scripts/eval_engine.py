@@ -39,10 +39,13 @@ from scripts import coaching_data as data  # noqa: E402
 SOURCES = ("truth", "plain", "asr")
 
 
-def transcripts(split: str, source: str) -> tuple[list, dict[str, dict]]:
-    """(transcripts, call_id -> {labels, talk_ratio, author}) of one split and source."""
+def transcripts(split: str, source: str, authors: set[str] | None = None) -> tuple[list, dict[str, dict]]:
+    """(transcripts, call_id -> {labels, talk_ratio, author}) of one split and source
+    (only the calls of ``authors`` when given)."""
     out, truth = [], {}
     for _author, _p, script in data.call_scripts(split):
+        if authors is not None and _author not in authors:
+            continue
         cid = script["call_id"]
         doc = data.truth_doc(cid)
         if source == "asr":
@@ -200,13 +203,22 @@ def main(argv=None) -> int:
     ap.add_argument("--in-sample", action="store_true",
                     help="train split: read the calls with the shipped model, though its sentence "
                          "head learned from them (default: the cross-fitted models)")
+    ap.add_argument("--authors", default=None,
+                    help="only these authors' calls of the split (comma-separated), e.g. to "
+                         "score a newly added train author apart from the others")
     args = ap.parse_args(argv)
+    authors = None
+    if args.authors:
+        authors = set(args.authors.split(","))
+        unknown = authors - set(data.splits()[args.split])
+        if unknown:
+            ap.error(f"--authors: {sorted(unknown)} not in the {args.split} split")
     results = {}
     print("| engine / source | calls | call type | per-check accuracy (n) | risk precision | "
           "risk recall | standard typed esc/handoff | false risks per standard call |")
     print("|---|---|---|---|---|---|---|---|")
     for source in args.sources.split(","):
-        trs, truth = transcripts(args.split, source)
+        trs, truth = transcripts(args.split, source, authors)
         if not trs:
             print(f"| {source}: no transcripts | | | | | | | |")
             continue

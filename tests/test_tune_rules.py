@@ -262,3 +262,16 @@ def test_write_refuses_a_tuned_file_that_fails_the_behaviour_tests(tmp_path, mon
     out = tmp_path / "cand.yaml"
     assert tune_rules.main(["--rules", str(src), "--out", str(out), "--passes", "1"]) == 1
     assert out.read_text() == seen[-1]
+
+
+def test_an_author_filter_keeps_only_that_authors_calls():
+    from scripts import coaching_data as data
+    train = data.splits()["train"]
+    one = train[0]
+    _all, truth_all = eval_engine.transcripts("train", "truth")
+    trs, truth = eval_engine.transcripts("train", "truth", {one})
+    assert trs and len(trs) < len(_all)
+    assert {v["author"] for v in truth.values()} == {one}
+    assert {t.call_id for t in trs} == {c for c, v in truth_all.items() if v["author"] == one}
+    with pytest.raises(SystemExit):
+        eval_engine.main(["--split", "train", "--authors", "author-nobody"])
