@@ -91,7 +91,7 @@ def test_hidden_layer_that_does_not_match_the_inputs_is_refused(tmp_path):
 def test_call_evidence_per_act_is_max_hard_count_and_soft_count():
     prob = {"upset": [0.2, 0.45, 0.45, 0.9], "transfer": [0.95, 0.1, 0.0, 0.6]}
     ev = call_evidence(prob, 4, opening=1, kinds=("max", "n", "sum"))
-    assert ev.shape == (3 * len(CALL_EVIDENCE_ACTS),) and load_act_model().call_kinds == ("max", "n")
+    assert ev.shape == (3 * len(CALL_EVIDENCE_ACTS),)
     i = 3 * CALL_EVIDENCE_ACTS.index("upset")
     assert ev[i] == pytest.approx(0.9) and ev[i + 1] == pytest.approx(np.log(2))
     assert ev[i + 2] == pytest.approx(np.log1p(2.0))
