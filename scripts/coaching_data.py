@@ -62,11 +62,13 @@ def splits() -> dict[str, list[str]]:
     return yaml.safe_load((CALLS_DIR / "splits.yaml").read_text())
 
 
-def call_scripts(split: str | None = None) -> Iterator[tuple[str, Path, dict]]:
-    """(author, path, script) of every labelled call, of one split or all."""
+def call_scripts(split: str | None = None, authors=None) -> Iterator[tuple[str, Path, dict]]:
+    """(author, path, script) of every labelled call, of one split or all (only of the
+    authors in ``authors`` when given; the others' files are not read)."""
     sp = splits()
-    authors = sp[split] if split else sp["train"] + sp["test"]
-    for author in authors:
+    for author in sp[split] if split else sp["train"] + sp["test"]:
+        if authors is not None and author not in authors:
+            continue
         for p in sorted((CALLS_DIR / author).glob("*.yaml")):
             yield author, p, yaml.safe_load(p.read_text(encoding="utf-8"))
 

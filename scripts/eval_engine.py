@@ -43,9 +43,7 @@ def transcripts(split: str, source: str, authors: set[str] | None = None) -> tup
     """(transcripts, call_id -> {labels, talk_ratio, author}) of one split and source
     (only the calls of ``authors`` when given)."""
     out, truth = [], {}
-    for _author, _p, script in data.call_scripts(split):
-        if authors is not None and _author not in authors:
-            continue
+    for author, _p, script in data.call_scripts(split, authors):
         cid = script["call_id"]
         doc = data.truth_doc(cid)
         if source == "asr":
@@ -57,7 +55,7 @@ def transcripts(split: str, source: str, authors: set[str] | None = None) -> tup
         if tr is None:
             continue
         out.append(tr)
-        truth[cid] = {"labels": script["labels"], "author": _author,
+        truth[cid] = {"labels": script["labels"], "author": author,
                       "talk_ratio": (doc or {}).get("talk_ratio")}
     return out, truth
 

@@ -43,9 +43,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.author} is not a train-split author: only train calls are labelled")
     args.out.mkdir(parents=True, exist_ok=True)
     n = 0
-    for author, _p, script in data.call_scripts("train"):
-        if author != args.author:
-            continue
+    for _a, _p, script in data.call_scripts("train", {args.author}):
         rows = skeleton(script)
         (args.out / f"{script['call_id']}.jsonl").write_text(
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

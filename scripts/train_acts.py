@@ -373,9 +373,7 @@ def call_rows(split: str, model_dir: Path, log=print, only=None, insights: bool 
     from callcoach.coaching.acts import load_act_model
     model = load_act_model(model_dir)
     trs, ys, authors, kinds = [], [], [], []
-    for author, _p, script in data.call_scripts(split):
-        if only is not None and author not in only:
-            continue
+    for author, _p, script in data.call_scripts(split, only):
         y = CALL_TYPES.index(script["labels"]["call_type"])
         text = data.call_text(script)
         for kind, tr in (("script", text), ("plain", data.plain_transcript(text)),
@@ -451,7 +449,7 @@ def short_call_rows(author: str, model_dir: Path):
     and in lower case without punctuation, read by the act model at ``model_dir`` (in its
     evidence layout)."""
     from callcoach.coaching.acts import load_act_model
-    types = {s["call_id"]: s["labels"]["call_type"] for a, _p, s in data.call_scripts("train") if a == author}
+    types = {s["call_id"]: s["labels"]["call_type"] for _a, _p, s in data.call_scripts("train", {author})}
     trs, ys = [], []
     for cid, rows in sorted(data.call_sentence_acts(author).items()):
         tr = short_call(cid, types[cid], rows)

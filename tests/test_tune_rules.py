@@ -268,9 +268,9 @@ def test_an_author_filter_keeps_only_that_authors_calls():
     from scripts import coaching_data as data
     train = data.splits()["train"]
     one = train[0]
-    _all, truth_all = eval_engine.transcripts("train", "truth")
+    every, truth_all = eval_engine.transcripts("train", "truth")
     trs, truth = eval_engine.transcripts("train", "truth", {one})
-    assert trs and len(trs) < len(_all)
+    assert trs and len(trs) < len(every)
     assert {v["author"] for v in truth.values()} == {one}
     assert {t.call_id for t in trs} == {c for c, v in truth_all.items() if v["author"] == one}
     with pytest.raises(SystemExit):
