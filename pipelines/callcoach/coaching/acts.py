@@ -36,7 +36,7 @@ import math
 import re
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -450,6 +450,11 @@ class ActModel:
     un_sd: np.ndarray | None = None
     hid_W: np.ndarray | None = None   # [n_inputs, n_hidden] sentence head's hidden layer
     hid_b: np.ndarray | None = None   # [n_hidden]   (None: a linear sentence head)
+    # the sentence encoder's weights this artefact was trained with where they differ from
+    # all-MiniLM-L6-v2's (scripts/finetune_encoder.py: the top layers fine-tuned on the act
+    # corpus), by safetensors name; empty: the encoder as shipped.  Stored in acts.npz as
+    # "enc.<name>" (float16), so the artefact's checksum and version cover them.
+    encoder: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def uses_context(self) -> bool:
@@ -499,13 +504,23 @@ class ActModel:
         return _softmax(((evidence - self.call_mu) / self.call_sd) @ self.call_W + self.call_b)
 
 
+ENCODER_PREFIX = "enc."     # acts.npz arrays of the fine-tuned sentence encoder (ActModel.encoder)
+
+
+def encoder_arrays(model: "ActModel") -> dict[str, np.ndarray]:
+    """The artefact arrays of ``model``'s fine-tuned encoder weights (to carry them into a
+    model trained on top of it)."""
+    return {ENCODER_PREFIX + k: v for k, v in model.encoder.items()}
+
+
 def save_act_model(directory: Path, *, human_version: str, labels: Sequence[str],
                    arrays: Mapping[str, np.ndarray], meta: Mapping) -> ActModel:
     """Write acts.npz + acts.json (with the npz's sha256) and load them back."""
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     # fixed order, no timestamps: identical training gives identical bytes
-    np.savez(buf, **{k: np.ascontiguousarray(arrays[k], dtype=np.float32) for k in sorted(arrays)})
+    np.savez(buf, **{k: np.ascontiguousarray(arrays[k], dtype=np.float16 if k.startswith(ENCODER_PREFIX)
+                                             else np.float32) for k in sorted(arrays)})
     data = buf.getvalue()
     sha = hashlib.sha256(data).hexdigest()
     (directory / "acts.npz").write_bytes(data)
@@ -560,12 +575,18 @@ def load_act_model(directory: str | Path | None = None) -> ActModel:
         if unknown:
             raise ActModelError(f"{d}: unknown acts {unknown}")
         z = np.load(io.BytesIO(data))
+        odd = [k for k in z.files if k.startswith(ENCODER_PREFIX)
+               and not re.fullmatch(r"encoder\.layer\.\d+\.[A-Za-z0-9_.]+", k[len(ENCODER_PREFIX):])]
+        if odd:
+            raise ActModelError(f"{d}: encoder weights {odd[:3]} are not transformer-layer weights")
         m = ActModel(version=str(doc["version"]), sha256=sha, labels=tuple(doc["labels"]),
                      W=z["W"], b=z["b"], mu=z["mu"], sd=z["sd"], call_W=z["call_W"],
                      call_b=z["call_b"], call_mu=z["call_mu"], call_sd=z["call_sd"], meta=doc,
                      **{k: z[k] for k in ("ans_W", "ans_b", "ans_mu", "ans_sd",
                                           "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
-                        if k in z.files})
+                        if k in z.files},
+                     encoder={k[len(ENCODER_PREFIX):]: z[k].astype(np.float32) for k in z.files
+                              if k.startswith(ENCODER_PREFIX)})
         n_in = m.mu.shape[0]
         if (m.hid_W is None) != (m.hid_b is None) or (
                 m.hid_W is not None and (m.hid_W.shape[0] != n_in or m.hid_b.shape != (m.hid_W.shape[1],))):

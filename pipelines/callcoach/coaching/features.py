@@ -339,6 +339,24 @@ class MiniLMEncoder:
                    and k.startswith("encoder.")}
         self.model_sha = hashlib.sha256((p / "model.safetensors").read_bytes()[:1 << 20]).hexdigest()[:8]
 
+    def with_weights(self, weights: Mapping[str, np.ndarray]) -> "MiniLMEncoder":
+        """This encoder with some of its weights replaced (an act model's fine-tuned top
+        layers, ``ActModel.encoder``), sharing the others.  A name this encoder does not have,
+        or a shape it does not match, is refused."""
+        bad = sorted(k for k in weights if k not in self.W or np.shape(weights[k]) != self.W[k].shape)
+        if bad:
+            raise ValueError(f"fine-tuned encoder weights do not fit all-MiniLM-L6-v2: {bad[:3]}")
+        new = object.__new__(MiniLMEncoder)
+        new.__dict__.update(self.__dict__)
+        new.W = {**self.W, **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}}
+        new.WT = {**self.WT, **{k: np.ascontiguousarray(new.W[k].T) for k in weights
+                                if k in self.WT}}
+        h = hashlib.sha256(self.model_sha.encode())
+        for k in sorted(weights):
+            h.update(k.encode() + new.W[k].tobytes())
+        new.model_sha = h.hexdigest()[:8]
+        return new
+
     def _ln(self, x, g, b):
         m = x.mean(-1, keepdims=True)
         v = ((x - m) ** 2).mean(-1, keepdims=True)
@@ -400,12 +418,25 @@ _ENCODER: MiniLMEncoder | None = None
 _LOCK = threading.Lock()
 
 
-def get_encoder() -> MiniLMEncoder:
+_TUNED: dict[str, MiniLMEncoder] = {}     # act model sha256 -> its fine-tuned encoder
+_TUNED_MAX = 8
+
+
+def get_encoder(act_model: ActModel | None = None) -> MiniLMEncoder:
+    """The sentence encoder (loaded once per process); for an act model trained with a
+    fine-tuned encoder (``ActModel.encoder``), that encoder (once per model)."""
     global _ENCODER
     with _LOCK:
         if _ENCODER is None:
             _ENCODER = MiniLMEncoder()
-        return _ENCODER
+        if act_model is None or not act_model.encoder:
+            return _ENCODER
+        enc = _TUNED.get(act_model.sha256)
+        if enc is None:
+            if len(_TUNED) >= _TUNED_MAX:
+                _TUNED.pop(next(iter(_TUNED)))
+            enc = _TUNED[act_model.sha256] = _ENCODER.with_weights(act_model.encoder)
+        return enc
 
 
 # ---------------------------------------------------------------------------------------
@@ -540,7 +571,8 @@ def sentence_states(transcripts: Sequence, encoder: MiniLMEncoder | None = None,
     parts = [clauses(n) for n in norms]
     owner = [i for i, p in enumerate(parts) for _ in p]
     texts = norms + [c for p in parts for c in p]
-    emb_all, ctx, has = embed_with_context(texts, contexts + [""] * len(owner), encoder)
+    emb_all, ctx, has = embed_with_context(texts, contexts + [""] * len(owner),
+                                           encoder or get_encoder(model))
     P_all = model.sentence_probs(sentence_inputs(emb_all, ctx, has, texts, model.uses_context),
                                  speakers_all + [speakers_all[i] for i in owner])
     n_sent = len(norms)

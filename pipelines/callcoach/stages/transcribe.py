@@ -65,7 +65,10 @@ class SpeechActor:
 
         self.store = _as_store(output_uri)
         self.stage = SpeechStage(speech)
-        get_encoder()   # load the sentence encoder once per actor, not on the first call
+        from ..coaching.acts import load_act_model
+        # load the sentence encoder (the act model's, where it fine-tuned one) once per
+        # actor, not on the first call
+        get_encoder(load_act_model())
         self.timeout_base_s, self.timeout_factor = timeout_base_s, timeout_factor
         self.pii = pii or PiiConfig()
 
