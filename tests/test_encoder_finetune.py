@@ -67,7 +67,7 @@ def test_artefact_carries_the_encoder_and_its_readers_use_it(tmp_path, tuned):
     assert enc.model_sha != get_encoder().model_sha
     tr = Transcript(call_id="c", duration_s=4.0, turns=(
         Turn(speaker="agent", start=0.0, end=2.0, text="I'm putting you through to our billing team now."),
-        Turn(speaker="customer", start=2.0, end=4.0, text="Fine, but this is the third time I've called.")))
+        Turn(speaker="customer", start=2.0, end=4.0, text="Alright, though I rang about the same fault on Monday.")))
     st_a = sentence_states([tr], act_model=a)[0]
     st_p = sentence_states([tr], act_model=plain)[0]
     norms = st_a["seg"]["norm"]
